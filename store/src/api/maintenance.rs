@@ -1,0 +1,281 @@
+//! `etcdserverpb.Maintenance`: status, alarms, hashes, snapshot streaming, defragment,
+//! leader transfer.
+
+use std::io::{BufWriter, Read};
+use std::pin::Pin;
+
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use super::lease::async_stream;
+use crate::error::EtcdError;
+use crate::mvcc::hash;
+use crate::pb::maintenance_server::Maintenance;
+use crate::pb::*;
+use crate::raft::Command;
+use crate::raft::snapshot::write_snapshot;
+use crate::raft::state_machine::SmShared;
+
+/// Bytes per snapshot message, as etcd.
+pub const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// The Maintenance service.
+#[derive(Clone)]
+pub struct MaintenanceService {
+    api: Api,
+}
+
+impl MaintenanceService {
+    /// A Maintenance service over `api`.
+    pub fn new(api: Api) -> Self {
+        MaintenanceService { api }
+    }
+
+    /// Serve a status request.
+    pub fn status_response(&self) -> StatusResponse {
+        let node = &self.api.node;
+        let m = node.metrics();
+        let mut errors = Vec::new();
+        if m.current_leader.is_none() {
+            errors.push(EtcdError::NoLeader.to_string());
+        }
+        for (member, alarm) in node.sm.alarms().unwrap_or_default() {
+            let name = AlarmType::try_from(alarm)
+                .map(|a| a.as_str_name())
+                .unwrap_or("UNKNOWN");
+            errors.push(format!("memberID:{member} alarm:{name} "));
+        }
+        let is_voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == node.id);
+        StatusResponse {
+            header: Some(node.header()),
+            version: crate::ETCD_VERSION.to_string(),
+            db_size: node.sm.db_size(),
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
+            raft_applied_index: m.last_applied.map_or(0, |l| l.index),
+            errors,
+            db_size_in_use: node.sm.db_size_in_use(),
+            is_learner: !is_voter,
+            storage_version: String::new(),
+            db_size_quota: self.api.quota as i64,
+            downgrade_info: None,
+        }
+    }
+
+    /// Serve an alarm request.
+    pub async fn alarm_request(&self, req: AlarmRequest) -> Result<AlarmResponse, Status> {
+        use alarm_request::AlarmAction;
+        let action = AlarmAction::try_from(req.action).unwrap_or(AlarmAction::Get);
+        if action != AlarmAction::Get {
+            let cmd = Command::Alarm {
+                activate: action == AlarmAction::Activate,
+                member_id: req.member_id,
+                alarm: req.alarm,
+            };
+            self.api.propose(cmd).await?;
+        }
+        let alarms = self
+            .api
+            .node
+            .sm
+            .alarms()?
+            .into_iter()
+            .filter(|(m, a)| {
+                (req.member_id == 0 || *m == req.member_id)
+                    && (req.alarm == AlarmType::None as i32 || *a == req.alarm)
+            })
+            .map(|(member_id, alarm)| AlarmMember { member_id, alarm })
+            .collect();
+        Ok(AlarmResponse {
+            header: Some(self.api.node.header()),
+            alarms,
+        })
+    }
+
+    fn hash_kv_blocking(sm: &SmShared, rev: i64) -> crate::Result<(u32, i64, i64)> {
+        let txn = sm.read()?;
+        let revs = SmShared::revs_in(&txn)?;
+        let (h, at) = hash::hash_kv(&txn, revs, rev)?;
+        Ok((h, revs.compact, at))
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+/// Write a client snapshot of the state machine into `path` (blocking).
+pub fn dump_snapshot(sm: &SmShared, path: &std::path::Path) -> crate::Result<()> {
+    let txn = sm.read()?;
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    write_snapshot(&txn, Vec::new(), &mut w)?;
+    let f = w
+        .into_inner()
+        .map_err(|e| crate::Error::Io(e.into_error()))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        Ok(Response::new(self.alarm_request(req.into_inner()).await?))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(self.status_response()))
+    }
+
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        // redb reuses freed pages itself; there is no separate free-list to rewrite.
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.api.node.header()),
+        }))
+    }
+
+    async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let sm = self.api.node.sm.clone();
+        let h = tokio::task::spawn_blocking(move || -> crate::Result<u32> {
+            let txn = sm.read()?;
+            let revs = SmShared::revs_in(&txn)?;
+            hash::hash_all(&txn, revs)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashResponse {
+            header: Some(self.api.node.header()),
+            hash: h,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let sm = self.api.node.sm.clone();
+        let rev = req.into_inner().revision;
+        let (hash, compact_revision, hash_revision) =
+            tokio::task::spawn_blocking(move || Self::hash_kv_blocking(&sm, rev))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.api.node.header_at(hash_revision)),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
+        let sm = self.api.node.sm.clone();
+        let dir = tempfile_dir();
+        let path = dir.join(format!("client-snapshot-{}.tmp", rand::random::<u64>()));
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || dump_snapshot(&sm, &p))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let out = async_stream(move |tx| async move {
+            let res = tokio::task::spawn_blocking(move || stream_file(&path, &tx)).await;
+            if let Ok(Err(e)) = res {
+                tracing::warn!(error = %e, "snapshot stream failed");
+            }
+        });
+        Ok(Response::new(out))
+    }
+
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = req.into_inner().target_id;
+        let node = &self.api.node;
+        let m = node.metrics();
+        if m.current_leader != Some(node.id) {
+            return Err(EtcdError::NotLeader.into());
+        }
+        if target == node.id {
+            return Ok(Response::new(MoveLeaderResponse {
+                header: Some(node.header()),
+            }));
+        }
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == target)
+        {
+            return Err(EtcdError::BadLeaderTransferee.into());
+        }
+        node.transfer_leadership(target).await?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(node.header()),
+        }))
+    }
+
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("kvstore does not support downgrades"))
+    }
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    std::env::temp_dir()
+}
+
+/// Stream `path` as etcd does: 32 KiB blobs with `remaining_bytes` counting down, the payload
+/// padded to a multiple of 512 bytes, then one message holding the SHA-256 of all of it.
+fn stream_file(
+    path: &std::path::Path,
+    tx: &tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+) -> crate::Result<()> {
+    let result = (|| {
+        let mut f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len() as usize;
+        let padded = len.div_ceil(512) * 512;
+        let mut sent = 0usize;
+        let mut sha = Sha256::new();
+        let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+        while sent < padded {
+            let n = SNAPSHOT_CHUNK.min(padded - sent);
+            let from_file = n.min(len.saturating_sub(sent));
+            f.read_exact(&mut buf[..from_file])?;
+            buf[from_file..n].fill(0);
+            sha.update(&buf[..n]);
+            sent += n;
+            let msg = SnapshotResponse {
+                remaining_bytes: (padded - sent) as u64,
+                blob: buf[..n].to_vec(),
+                ..Default::default()
+            };
+            if tx.blocking_send(Ok(msg)).is_err() {
+                return Ok(());
+            }
+        }
+        let digest = sha.finalize().to_vec();
+        let _ = tx.blocking_send(Ok(SnapshotResponse {
+            blob: digest,
+            ..Default::default()
+        }));
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(path);
+    result
+}

@@ -1,0 +1,79 @@
+//! openraft glue: the type configuration (declared once), the replicated command, storage, the
+//! peer network and its gRPC service.
+
+pub mod command;
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod snapshot;
+pub mod state_machine;
+
+use serde::{Deserialize, Serialize};
+
+pub use command::{Command, CommandResponse};
+
+/// What Raft knows about a member: enough to reach it, plus the bootstrap name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    /// The member's `--name` when known at the time it was added (bootstrap members).
+    pub name: String,
+    /// Peer URLs (`--initial-advertise-peer-urls`).
+    pub peer_urls: Vec<String>,
+}
+
+openraft::declare_raft_types!(
+    /// The Raft type configuration of kvstore.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = u64,
+        Node = PeerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = tokio::fs::File,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+/// Member ids are etcd's 64-bit member ids.
+pub type NodeId = u64;
+/// The Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Short aliases for openraft's generic types.
+pub mod typ {
+    use super::{PeerNode, TypeConfig};
+
+    /// A log id.
+    pub type LogId = openraft::LogId<u64>;
+    /// A vote.
+    pub type Vote = openraft::Vote<u64>;
+    /// A log entry.
+    pub type Entry = openraft::Entry<TypeConfig>;
+    /// Stored membership.
+    pub type StoredMembership = openraft::StoredMembership<u64, PeerNode>;
+    /// Snapshot metadata.
+    pub type SnapshotMeta = openraft::SnapshotMeta<u64, PeerNode>;
+    /// A snapshot.
+    pub type Snapshot = openraft::Snapshot<TypeConfig>;
+    /// Storage error.
+    pub type StorageError = openraft::StorageError<u64>;
+    /// Raft metrics.
+    pub type RaftMetrics = openraft::RaftMetrics<u64, PeerNode>;
+    /// Raft error with an API error.
+    pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<u64, E>;
+    /// RPC error.
+    pub type RPCError<E = openraft::error::Infallible> =
+        openraft::error::RPCError<u64, PeerNode, RaftError<E>>;
+    /// Client-write error.
+    pub type ClientWriteError = openraft::error::ClientWriteError<u64, PeerNode>;
+    /// Check-is-leader error.
+    pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<u64, PeerNode>;
+}
+
+/// Turn any error into an openraft storage IO error.
+pub(crate) fn sto_err(
+    make: fn(openraft::AnyError) -> openraft::StorageIOError<u64>,
+    e: impl std::error::Error + 'static,
+) -> typ::StorageError {
+    make(openraft::AnyError::new(&e)).into()
+}

@@ -1,0 +1,295 @@
+//! The client side of the peer port: openraft's network over tonic, plus the typed calls a
+//! member makes to another one (forwarded writes, read index, membership, cluster info).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use super::typ::{RPCError, RaftError};
+use super::{PeerNode, TypeConfig};
+use crate::error::{Error, EtcdError, Result};
+use crate::mvcc::tables::{decode, encode};
+use crate::pb::kvraftpb::RaftMessage;
+use crate::pb::kvraftpb::raft_peer_client::RaftPeerClient;
+
+/// A membership change asked of the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum MemberOp {
+    /// `MemberAdd`.
+    Add {
+        /// Peer URLs of the new member.
+        peer_urls: Vec<String>,
+        /// Add as a learner (else: learner first, promoted once caught up).
+        is_learner: bool,
+    },
+    /// `MemberRemove`.
+    Remove {
+        /// Member id.
+        id: u64,
+    },
+    /// `MemberUpdate`.
+    Update {
+        /// Member id.
+        id: u64,
+        /// New peer URLs.
+        peer_urls: Vec<String>,
+    },
+    /// `MemberPromote`.
+    Promote {
+        /// Member id.
+        id: u64,
+    },
+}
+
+/// What a member tells one that is joining.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// Every member known to Raft.
+    pub members: Vec<(u64, PeerNode)>,
+}
+
+/// Channels to peers, by URL, shared by every caller on this member.
+#[derive(Clone, Default)]
+pub struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    cluster_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Peers {
+    /// Peers of the cluster `cluster_id` (0 while still unknown).
+    pub fn new(cluster_id: u64) -> Self {
+        let p = Peers::default();
+        p.set_cluster_id(cluster_id);
+        p
+    }
+
+    /// Set the cluster id sent with every request.
+    pub fn set_cluster_id(&self, id: u64) {
+        self.cluster_id
+            .store(id, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The cluster id sent with every request.
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A client for the peer at `url`.
+    pub fn client(&self, url: &str) -> Result<RaftPeerClient<Channel>> {
+        let mut map = self.channels.lock().expect("peer channel map poisoned");
+        if let Some(ch) = map.get(url) {
+            return Ok(RaftPeerClient::new(ch.clone()).max_decoding_message_size(usize::MAX));
+        }
+        let ch = Endpoint::from_shared(url.to_string())
+            .map_err(|e| Error::Config(format!("bad peer url {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        map.insert(url.to_string(), ch.clone());
+        Ok(RaftPeerClient::new(ch).max_decoding_message_size(usize::MAX))
+    }
+
+    fn message<T: Serialize>(&self, v: &T) -> RaftMessage {
+        RaftMessage {
+            cluster_id: self.cluster_id(),
+            payload: encode(v),
+        }
+    }
+
+    /// Forward a command to the leader at `url`.
+    pub async fn propose(
+        &self,
+        url: &str,
+        cmd: &super::Command,
+        timeout: Duration,
+    ) -> Result<Result<super::CommandResponse, EtcdError>, tonic::Status> {
+        let mut req = tonic::Request::new(self.message(cmd));
+        req.set_timeout(timeout);
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = c.propose(req).await?.into_inner();
+        decode("propose response", &resp.payload)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    /// Ask the leader at `url` for a read index.
+    pub async fn read_index(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<Result<u64, EtcdError>, tonic::Status> {
+        let mut req = tonic::Request::new(self.message(&()));
+        req.set_timeout(timeout);
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = c.read_index(req).await?.into_inner();
+        decode("read index", &resp.payload).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    /// Forward a membership change to the leader at `url`.
+    pub async fn change_membership(
+        &self,
+        url: &str,
+        op: &MemberOp,
+        timeout: Duration,
+    ) -> Result<Result<u64, EtcdError>, tonic::Status> {
+        let mut req = tonic::Request::new(self.message(op));
+        req.set_timeout(timeout);
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = c.change_membership(req).await?.into_inner();
+        decode("membership response", &resp.payload)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    /// Ask a member at `url` for the cluster it belongs to.
+    pub async fn cluster_info(&self, url: &str) -> Result<ClusterInfo, tonic::Status> {
+        let mut req = tonic::Request::new(RaftMessage {
+            cluster_id: 0,
+            payload: encode(&()),
+        });
+        req.set_timeout(Duration::from_secs(2));
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = c.cluster_info(req).await?.into_inner();
+        decode("cluster info", &resp.payload).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
+    /// Ask the member at `url` to campaign for leadership.
+    pub async fn campaign(&self, url: &str) -> Result<(), tonic::Status> {
+        let mut req = tonic::Request::new(self.message(&()));
+        req.set_timeout(Duration::from_secs(2));
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        c.campaign(req).await?;
+        Ok(())
+    }
+}
+
+/// openraft's network factory.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    peers: Peers,
+}
+
+impl NetworkFactory {
+    /// A factory over shared peer channels.
+    pub fn new(peers: Peers) -> Self {
+        NetworkFactory { peers }
+    }
+}
+
+/// A connection to one peer, as openraft uses it.
+pub struct PeerConn {
+    peers: Peers,
+    target: u64,
+    url: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: u64, node: &PeerNode) -> PeerConn {
+        PeerConn {
+            peers: self.peers.clone(),
+            target,
+            url: node.peer_urls.first().cloned().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerConn {
+    async fn call<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<E>>
+    where
+        Req: Serialize,
+        Resp: for<'de> Deserialize<'de>,
+        E: std::error::Error + for<'de> Deserialize<'de>,
+    {
+        let mut client = self
+            .peers
+            .client(&self.url)
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let mut request = tonic::Request::new(self.peers.message(req));
+        request.set_timeout(option.hard_ttl());
+        let res = match rpc {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let resp = match res {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let err = std::io::Error::other(status.to_string());
+                return Err(match status.code() {
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                        RPCError::Unreachable(Unreachable::new(&err))
+                    }
+                    _ => RPCError::Network(NetworkError::new(&err)),
+                });
+            }
+        };
+        let out: Result<Resp, RaftError<E>> = decode("raft response", &resp.payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        out.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError> {
+        self.call(Rpc::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<u64>, RPCError<openraft::error::InstallSnapshotError>> {
+        self.call(Rpc::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError> {
+        self.call(Rpc::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}

@@ -1,0 +1,139 @@
+//! The peer-port gRPC service: Raft RPCs from other members, and the calls followers make to
+//! the leader. Requests from another cluster (a different cluster id) are refused.
+
+use std::sync::{Arc, OnceLock};
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tonic::{Request, Response, Status};
+
+use super::network::MemberOp;
+use super::{Command, Raft, TypeConfig};
+use crate::error::EtcdError;
+use crate::mvcc::tables::{decode, encode};
+use crate::node::Node;
+use crate::pb::kvraftpb::RaftMessage;
+use crate::pb::kvraftpb::raft_peer_server::RaftPeer;
+
+/// The peer service. Raft RPCs work as soon as Raft exists; the rest once the node is up.
+#[derive(Clone)]
+pub struct PeerService {
+    raft: Raft,
+    cluster_id: u64,
+    node: Arc<OnceLock<Arc<Node>>>,
+}
+
+impl PeerService {
+    /// A service for `raft` in cluster `cluster_id`; `node` is filled in once started.
+    pub fn new(raft: Raft, cluster_id: u64, node: Arc<OnceLock<Arc<Node>>>) -> Self {
+        PeerService {
+            raft,
+            cluster_id,
+            node,
+        }
+    }
+
+    fn check(&self, msg: &RaftMessage) -> Result<(), Status> {
+        if msg.cluster_id != self.cluster_id {
+            tracing::warn!(
+                theirs = %format!("{:x}", msg.cluster_id),
+                ours = %format!("{:x}", self.cluster_id),
+                "refused a peer request from another cluster"
+            );
+            return Err(Status::failed_precondition(format!(
+                "cluster id mismatch: this member belongs to cluster {:x}, the request to {:x}",
+                self.cluster_id, msg.cluster_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn node(&self) -> Result<Arc<Node>, Status> {
+        self.node
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("member is starting"))
+    }
+}
+
+fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
+    Ok(Response::new(RaftMessage {
+        cluster_id: 0,
+        payload: encode(v),
+    }))
+}
+
+fn payload<T: for<'de> serde::Deserialize<'de>>(msg: &RaftMessage) -> Result<T, Status> {
+    decode("peer request", &msg.payload).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = payload(&msg)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let rpc: VoteRequest<u64> = payload(&msg)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = payload(&msg)?;
+        reply(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let cmd: Command = payload(&msg)?;
+        reply(&self.node()?.propose_local(cmd).await)
+    }
+
+    async fn read_index(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        reply(&self.node()?.read_index_local().await)
+    }
+
+    async fn change_membership(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let op: MemberOp = payload(&msg)?;
+        reply(&self.node()?.member_op_local(op).await)
+    }
+
+    async fn cluster_info(
+        &self,
+        _req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        reply(&self.node()?.cluster_info())
+    }
+
+    async fn campaign(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let res: Result<(), EtcdError> = self
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|_| EtcdError::Stopped);
+        reply(&res)
+    }
+}

@@ -1,0 +1,188 @@
+//! The snapshot file format: a dump of the state machine tables taken from one redb read
+//! transaction, written and read as a stream so no snapshot is ever held whole in memory.
+//!
+//! Layout: the magic `KVSNAP01`, then frames of `[u32 length][bincode Record]`, ending with
+//! `Record::End`. The first record is the header (the raft snapshot metadata, if any).
+//! Raft uses these files to catch up members; `Maintenance.Snapshot` streams the same bytes
+//! (padded and followed by a SHA-256, as etcdctl expects) and `kvctl snapshot restore` reads them.
+
+use std::io::{Read, Write};
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mvcc::tables::*;
+
+/// First bytes of every snapshot.
+pub const MAGIC: &[u8; 8] = b"KVSNAP01";
+
+/// One frame of a snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Record {
+    /// Raft snapshot metadata (bincode `SnapshotMeta`), empty for client snapshots.
+    Header(Vec<u8>),
+    /// `KV_LATEST` row.
+    Latest(Vec<u8>, Vec<u8>),
+    /// `KV_HISTORY` row.
+    History(Vec<u8>, u64, Vec<u8>),
+    /// `REV_INDEX` row.
+    RevIndex(u64, u32, Vec<u8>),
+    /// `META` row.
+    Meta(String, Vec<u8>),
+    /// `LEASES` row.
+    Lease(i64, Vec<u8>),
+    /// `LEASE_KEYS` row.
+    LeaseKey(i64, Vec<u8>),
+    /// `MEMBERS` row.
+    Member(u64, Vec<u8>),
+    /// `ALARMS` row.
+    Alarm(u64, i32),
+    /// End of the snapshot.
+    End,
+}
+
+fn put_record(w: &mut impl Write, r: &Record) -> Result<()> {
+    let bytes = encode(r);
+    w.write_all(&(bytes.len() as u32).to_be_bytes())?;
+    w.write_all(&bytes)?;
+    Ok(())
+}
+
+/// Read one frame.
+pub fn read_record(r: &mut impl Read) -> Result<Record> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 1 << 30 {
+        return Err(Error::decode("snapshot frame", "frame too large"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    decode("snapshot record", &buf)
+}
+
+/// Which META rows belong in a snapshot (raft pointers are carried by the header instead).
+fn meta_in_snapshot(key: &str) -> bool {
+    key != META_LAST_APPLIED && key != META_MEMBERSHIP
+}
+
+/// Dump the state machine as seen by `txn`.
+pub fn write_snapshot(txn: &ReadTransaction, header: Vec<u8>, w: &mut impl Write) -> Result<()> {
+    w.write_all(MAGIC)?;
+    put_record(w, &Record::Header(header))?;
+    for item in txn.open_table(META)?.iter()? {
+        let (k, v) = item?;
+        if meta_in_snapshot(k.value()) {
+            put_record(w, &Record::Meta(k.value().to_string(), v.value().to_vec()))?;
+        }
+    }
+    for item in txn.open_table(KV_LATEST)?.iter()? {
+        let (k, v) = item?;
+        put_record(w, &Record::Latest(k.value().to_vec(), v.value().to_vec()))?;
+    }
+    for item in txn.open_table(KV_HISTORY)?.iter()? {
+        let (k, v) = item?;
+        let (key, rev) = k.value();
+        put_record(w, &Record::History(key.to_vec(), rev, v.value().to_vec()))?;
+    }
+    for item in txn.open_table(REV_INDEX)?.iter()? {
+        let (k, v) = item?;
+        let (rev, sub) = k.value();
+        put_record(w, &Record::RevIndex(rev, sub, v.value().to_vec()))?;
+    }
+    for item in txn.open_table(LEASES)?.iter()? {
+        let (k, v) = item?;
+        put_record(w, &Record::Lease(k.value(), v.value().to_vec()))?;
+    }
+    for item in txn.open_table(LEASE_KEYS)?.iter()? {
+        let (k, _) = item?;
+        let (id, key) = k.value();
+        put_record(w, &Record::LeaseKey(id, key.to_vec()))?;
+    }
+    for item in txn.open_table(MEMBERS)?.iter()? {
+        let (k, v) = item?;
+        put_record(w, &Record::Member(k.value(), v.value().to_vec()))?;
+    }
+    for item in txn.open_table(ALARMS)?.iter()? {
+        let (k, _) = item?;
+        let (m, a) = k.value();
+        put_record(w, &Record::Alarm(m, a))?;
+    }
+    put_record(w, &Record::End)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Read the magic and the header of a snapshot.
+pub fn read_header(r: &mut impl Read) -> Result<Vec<u8>> {
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(Error::decode(
+            "snapshot",
+            "not a kvstore snapshot (bad magic)",
+        ));
+    }
+    match read_record(r)? {
+        Record::Header(h) => Ok(h),
+        _ => Err(Error::decode("snapshot", "missing header")),
+    }
+}
+
+/// Clear every state machine table in `txn`.
+pub fn clear_tables(txn: &WriteTransaction) -> Result<()> {
+    txn.open_table(KV_LATEST)?.retain(|_, _| false)?;
+    txn.open_table(KV_HISTORY)?.retain(|_, _| false)?;
+    txn.open_table(REV_INDEX)?.retain(|_, _| false)?;
+    txn.open_table(META)?.retain(|_, _| false)?;
+    txn.open_table(LEASES)?.retain(|_, _| false)?;
+    txn.open_table(LEASE_KEYS)?.retain(|_, _| false)?;
+    txn.open_table(MEMBERS)?.retain(|_, _| false)?;
+    txn.open_table(ALARMS)?.retain(|_, _| false)?;
+    Ok(())
+}
+
+/// Load the records after the header into the (cleared) tables of `txn`.
+pub fn load_records(txn: &WriteTransaction, r: &mut impl Read) -> Result<()> {
+    let mut latest = txn.open_table(KV_LATEST)?;
+    let mut history = txn.open_table(KV_HISTORY)?;
+    let mut rev_index = txn.open_table(REV_INDEX)?;
+    let mut meta = txn.open_table(META)?;
+    let mut leases = txn.open_table(LEASES)?;
+    let mut lease_keys = txn.open_table(LEASE_KEYS)?;
+    let mut members = txn.open_table(MEMBERS)?;
+    let mut alarms = txn.open_table(ALARMS)?;
+    loop {
+        match read_record(r)? {
+            Record::Header(_) => return Err(Error::decode("snapshot", "second header")),
+            Record::Latest(k, v) => {
+                latest.insert(k.as_slice(), v.as_slice())?;
+            }
+            Record::History(k, rev, v) => {
+                history.insert((k.as_slice(), rev), v.as_slice())?;
+            }
+            Record::RevIndex(rev, sub, k) => {
+                rev_index.insert((rev, sub), k.as_slice())?;
+            }
+            Record::Meta(k, v) => {
+                if meta_in_snapshot(&k) {
+                    meta.insert(k.as_str(), v.as_slice())?;
+                }
+            }
+            Record::Lease(id, v) => {
+                leases.insert(id, v.as_slice())?;
+            }
+            Record::LeaseKey(id, k) => {
+                lease_keys.insert((id, k.as_slice()), ())?;
+            }
+            Record::Member(id, v) => {
+                members.insert(id, v.as_slice())?;
+            }
+            Record::Alarm(m, a) => {
+                alarms.insert((m, a), ())?;
+            }
+            Record::End => return Ok(()),
+        }
+    }
+}

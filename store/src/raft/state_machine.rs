@@ -1,0 +1,532 @@
+//! The Raft state machine over `state.redb`: applies committed commands through [`crate::mvcc`],
+//! builds and installs snapshots, and serves the read side to the API.
+//!
+//! Each `apply` call is one durable redb write transaction holding the data, the last applied
+//! log id and the membership together, so a crash never separates them.
+
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::broadcast;
+
+use super::command::{Command, CommandResponse};
+use super::snapshot::{clear_tables, load_records, read_header, write_snapshot};
+use super::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
+use super::{TypeConfig, sto_err};
+use crate::error::{Error, Result};
+use crate::mvcc::read::Revs;
+use crate::mvcc::tables::*;
+use crate::mvcc::write::Store;
+use crate::pb::mvccpb::Event;
+
+/// How many raft snapshot files to keep.
+pub const KEEP_SNAPSHOTS: usize = 2;
+
+/// Events of one applied batch, for watchers.
+#[derive(Debug, Clone)]
+pub struct AppliedEvents {
+    /// Events in revision order.
+    pub events: Vec<Event>,
+    /// The revision after the batch.
+    pub revision: i64,
+}
+
+/// State shared by the state machine, its snapshot builder and the API's readers.
+pub struct SmShared {
+    db: Arc<Database>,
+    path: PathBuf,
+    snap_dir: PathBuf,
+    revision: AtomicI64,
+    compact: AtomicI64,
+    events: broadcast::Sender<Arc<AppliedEvents>>,
+}
+
+impl SmShared {
+    /// Open (or create) `state.redb` in `dir`.
+    pub fn open(dir: &Path) -> Result<Arc<Self>> {
+        let path = dir.join("state.redb");
+        let db = Database::create(&path)?;
+        let snap_dir = dir.join("snap");
+        std::fs::create_dir_all(&snap_dir)?;
+        let txn = db.begin_write()?;
+        let (rev, compact) = {
+            let store = Store::open(&txn)?;
+            txn.open_table(MEMBERS)?;
+            txn.open_table(ALARMS)?;
+            (store.revision(), store.compact_revision())
+        };
+        txn.commit()?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new(SmShared {
+            db: Arc::new(db),
+            path,
+            snap_dir,
+            revision: AtomicI64::new(rev),
+            compact: AtomicI64::new(compact),
+            events,
+        }))
+    }
+
+    /// Begin a read transaction.
+    pub fn read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// The revisions as of the last applied batch.
+    pub fn revs(&self) -> Revs {
+        Revs {
+            current: self.revision.load(Ordering::Acquire),
+            compact: self.compact.load(Ordering::Acquire),
+        }
+    }
+
+    /// The revisions as seen by a read transaction.
+    pub fn revs_in(txn: &ReadTransaction) -> Result<Revs> {
+        let meta = txn.open_table(META)?;
+        Ok(Revs {
+            current: meta_i64(&meta, META_REVISION)?.max(1),
+            compact: meta_i64(&meta, META_COMPACT)?,
+        })
+    }
+
+    /// Subscribe to applied events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AppliedEvents>> {
+        self.events.subscribe()
+    }
+
+    /// Size of the database file.
+    pub fn db_size(&self) -> i64 {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len() as i64)
+            .unwrap_or(0)
+    }
+
+    /// Bytes of the database actually holding data.
+    pub fn db_size_in_use(&self) -> i64 {
+        self.db
+            .begin_write()
+            .ok()
+            .and_then(|t| t.stats().ok())
+            .map(|s| (s.allocated_pages() * s.page_size() as u64) as i64)
+            .unwrap_or_else(|| self.db_size())
+    }
+
+    /// The last applied log id and membership.
+    pub fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership)> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        let last = match meta.get(META_LAST_APPLIED)? {
+            Some(v) => decode("last applied", v.value())?,
+            None => None,
+        };
+        let membership = match meta.get(META_MEMBERSHIP)? {
+            Some(v) => decode("membership", v.value())?,
+            None => StoredMembership::default(),
+        };
+        Ok((last, membership))
+    }
+
+    /// Published attributes of every member.
+    pub fn member_attrs(&self) -> Result<Vec<(u64, MemberAttrs)>> {
+        let txn = self.read()?;
+        let t = txn.open_table(MEMBERS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value(), decode("member attributes", v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Members waiting to be promoted to voters.
+    pub fn pending_voters(&self) -> Result<Vec<u64>> {
+        let txn = self.read()?;
+        let meta = txn.open_table(META)?;
+        Ok(match meta.get(META_PENDING_VOTERS)? {
+            Some(v) => decode("pending voters", v.value())?,
+            None => Vec::new(),
+        })
+    }
+
+    /// Active alarms as (member id, alarm type).
+    pub fn alarms(&self) -> Result<Vec<(u64, i32)>> {
+        let txn = self.read()?;
+        let t = txn.open_table(ALARMS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, _) = item?;
+            out.push(k.value());
+        }
+        Ok(out)
+    }
+
+    /// Live leases as (id, record).
+    pub fn leases(&self) -> Result<Vec<(i64, LeaseRecord)>> {
+        let txn = self.read()?;
+        let t = txn.open_table(LEASES)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value(), decode("lease", v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Keys attached to lease `id`.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
+        let txn = self.read()?;
+        let t = txn.open_table(LEASE_KEYS)?;
+        let mut out = Vec::new();
+        for item in t.range((id, &[][..])..)? {
+            let (k, _) = item?;
+            let (lid, key) = k.value();
+            if lid != id {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>> {
+        let txn = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(entries.len());
+        let (events, rev, compact) = {
+            let mut store = Store::open(&txn)?;
+            let mut last = None;
+            for e in entries {
+                last = Some(e.log_id);
+                let r = match e.payload {
+                    EntryPayload::Blank => CommandResponse::Empty,
+                    EntryPayload::Normal(cmd) => apply_command(&mut store, &txn, cmd)?,
+                    EntryPayload::Membership(m) => {
+                        let sm = StoredMembership::new(Some(e.log_id), m);
+                        store.set_meta(META_MEMBERSHIP, &encode(&sm))?;
+                        CommandResponse::Empty
+                    }
+                };
+                out.push(r);
+            }
+            if last.is_some() {
+                store.set_meta(META_LAST_APPLIED, &encode(&last))?;
+            }
+            (
+                std::mem::take(&mut store.events),
+                store.revision(),
+                store.compact_revision(),
+            )
+        };
+        txn.commit()?;
+        self.revision.store(rev, Ordering::Release);
+        self.compact.store(compact, Ordering::Release);
+        if !events.is_empty() {
+            let _ = self.events.send(Arc::new(AppliedEvents {
+                events,
+                revision: rev,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn snapshot_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.snap_dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    fn prune_snapshots(&self) -> Result<()> {
+        let files = self.snapshot_files()?;
+        if files.len() > KEEP_SNAPSHOTS {
+            for f in &files[..files.len() - KEEP_SNAPSHOTS] {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+        Ok(())
+    }
+
+    fn build_snapshot_blocking(&self) -> Result<(SnapshotMeta, PathBuf)> {
+        let txn = self.read()?;
+        let meta_t = txn.open_table(META)?;
+        let last: Option<LogId> = match meta_t.get(META_LAST_APPLIED)? {
+            Some(v) => decode("last applied", v.value())?,
+            None => None,
+        };
+        let membership: StoredMembership = match meta_t.get(META_MEMBERSHIP)? {
+            Some(v) => decode("membership", v.value())?,
+            None => StoredMembership::default(),
+        };
+        drop(meta_t);
+        let (term, index) = last.map_or((0, 0), |l| (l.leader_id.term, l.index));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let id = format!("{index:020}-{term}-{nanos}");
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: membership,
+            snapshot_id: id,
+        };
+        let path = self.snap_dir.join(format!("{}.snap", meta.snapshot_id));
+        let tmp = path.with_extension("tmp");
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = BufWriter::new(file);
+        write_snapshot(&txn, encode(&meta), &mut w)?;
+        let file = w.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        self.prune_snapshots()?;
+        Ok((meta, path))
+    }
+
+    fn install_blocking(&self, meta: SnapshotMeta, path: &Path) -> Result<()> {
+        let mut r = BufReader::new(std::fs::File::open(path)?);
+        read_header(&mut r)?;
+        let txn = self.db.begin_write()?;
+        clear_tables(&txn)?;
+        load_records(&txn, &mut r)?;
+        let (rev, compact) = {
+            let mut store = Store::open(&txn)?;
+            store.set_meta(META_LAST_APPLIED, &encode(&meta.last_log_id))?;
+            store.set_meta(META_MEMBERSHIP, &encode(&meta.last_membership))?;
+            (store.revision(), store.compact_revision())
+        };
+        txn.commit()?;
+        self.revision.store(rev, Ordering::Release);
+        self.compact.store(compact, Ordering::Release);
+        Ok(())
+    }
+
+    fn current_snapshot_blocking(&self) -> Result<Option<(SnapshotMeta, PathBuf)>> {
+        let Some(path) = self.snapshot_files()?.pop() else {
+            return Ok(None);
+        };
+        let mut r = BufReader::new(std::fs::File::open(&path)?);
+        let meta: SnapshotMeta = decode("snapshot meta", &read_header(&mut r)?)?;
+        Ok(Some((meta, path)))
+    }
+}
+
+fn apply_command(
+    store: &mut Store<'_>,
+    txn: &WriteTransaction,
+    cmd: Command,
+) -> Result<CommandResponse> {
+    let res = match cmd {
+        Command::Put(p) => store.put(&p).map(CommandResponse::Put),
+        Command::DeleteRange(d) => store.delete_range(&d).map(CommandResponse::DeleteRange),
+        Command::Txn(t) => store.txn(&t).map(CommandResponse::Txn),
+        Command::Compact { revision } => store.compact(revision).map(CommandResponse::Compact),
+        Command::LeaseGrant { id, ttl } => store.lease_grant(id, ttl).map(|_| done(store)),
+        Command::LeaseRevoke { id } => store.lease_revoke(id).map(|_| done(store)),
+        Command::Alarm {
+            activate,
+            member_id,
+            alarm,
+        } => {
+            let mut t = txn.open_table(ALARMS)?;
+            if activate {
+                t.insert((member_id, alarm), ())?;
+            } else {
+                t.retain(|(m, a), _| !((member_id == 0 || m == member_id) && a == alarm))?;
+            }
+            Ok(done(store))
+        }
+        Command::PublishMember {
+            id,
+            name,
+            client_urls,
+        } => {
+            let attrs = MemberAttrs { name, client_urls };
+            txn.open_table(MEMBERS)?
+                .insert(id, encode(&attrs).as_slice())?;
+            Ok(done(store))
+        }
+        Command::SetPendingVoter { id, pending } => {
+            let mut list: Vec<u64> = match store.get_meta(META_PENDING_VOTERS)? {
+                Some(v) => decode("pending voters", &v)?,
+                None => Vec::new(),
+            };
+            list.retain(|x| *x != id);
+            if pending {
+                list.push(id);
+            }
+            store.set_meta(META_PENDING_VOTERS, &encode(&list))?;
+            Ok(done(store))
+        }
+        Command::ForgetMember { id } => {
+            txn.open_table(MEMBERS)?.remove(id)?;
+            txn.open_table(ALARMS)?.retain(|(m, _), _| m != id)?;
+            Ok(done(store))
+        }
+    };
+    match res {
+        Ok(r) => {
+            let rev = store.finish_request()?;
+            Ok(match r {
+                CommandResponse::Done { .. } => CommandResponse::Done { revision: rev },
+                other => other,
+            })
+        }
+        Err(Error::Etcd(e)) => Ok(CommandResponse::Failed(e)),
+        Err(other) => Err(other),
+    }
+}
+
+fn done(store: &Store<'_>) -> CommandResponse {
+    CommandResponse::Done {
+        revision: store.revs().current,
+    }
+}
+
+fn snap_write(e: openraft::AnyError) -> StorageIOError<u64> {
+    StorageIOError::write_snapshot(None, e)
+}
+
+fn snap_read(e: openraft::AnyError) -> StorageIOError<u64> {
+    StorageIOError::read_snapshot(None, e)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(e)))?
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachine {
+    shared: Arc<SmShared>,
+    receiving: Option<PathBuf>,
+}
+
+impl StateMachine {
+    /// A state machine over shared state.
+    pub fn new(shared: Arc<SmShared>) -> Self {
+        StateMachine {
+            shared,
+            receiving: None,
+        }
+    }
+}
+
+/// Builds snapshots from a read transaction while applies go on.
+pub struct SnapshotBuilder {
+    shared: Arc<SmShared>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let shared = self.shared.clone();
+        let (meta, path) = blocking(move || shared.build_snapshot_blocking())
+            .await
+            .map_err(|e| sto_err(StorageIOError::read_state_machine, e))?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| sto_err(StorageIOError::read_state_machine, e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let shared = self.shared.clone();
+        blocking(move || shared.applied_state())
+            .await
+            .map_err(|e| sto_err(StorageIOError::read_state_machine, e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let shared = self.shared.clone();
+        blocking(move || shared.apply_blocking(entries))
+            .await
+            .map_err(|e| sto_err(StorageIOError::write_state_machine, e))
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self.shared.snap_dir.join(format!("recv-{nanos}.tmp"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| sto_err(snap_write, e))?;
+        self.receiving = Some(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        mut snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let err = |e: std::io::Error| sto_err(snap_write, e);
+        snapshot.flush().await.map_err(err)?;
+        snapshot.sync_all().await.map_err(err)?;
+        drop(snapshot);
+        let Some(recv) = self.receiving.take() else {
+            return Err(sto_err(
+                snap_write,
+                std::io::Error::other("no snapshot is being received"),
+            ));
+        };
+        let path = self
+            .shared
+            .snap_dir
+            .join(format!("{}.snap", meta.snapshot_id));
+        std::fs::rename(&recv, &path).map_err(err)?;
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        blocking(move || {
+            shared.install_blocking(meta, &path)?;
+            shared.prune_snapshots()
+        })
+        .await
+        .map_err(|e| sto_err(StorageIOError::write_state_machine, e))
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let shared = self.shared.clone();
+        let found = blocking(move || shared.current_snapshot_blocking())
+            .await
+            .map_err(|e| sto_err(snap_read, e))?;
+        let Some((meta, path)) = found else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| sto_err(snap_read, e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}

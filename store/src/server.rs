@@ -1,0 +1,416 @@
+//! Start a member: open its data directory, bootstrap or rejoin, serve the peer and client
+//! ports, and shut down cleanly on SIGTERM or Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::Api;
+use crate::api::auth::AuthService;
+use crate::api::cluster::ClusterService;
+use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
+use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
+use crate::config::{ClusterState, ServerConfig, listen_addr};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::mvcc::tables::{decode, encode};
+use crate::node::{Node, NodeSettings};
+use crate::pb;
+use crate::raft::log_store::{LogStore, RAFT_META};
+use crate::raft::network::{NetworkFactory, Peers};
+use crate::raft::service::PeerService;
+use crate::raft::state_machine::{SmShared, StateMachine};
+use crate::raft::{PeerNode, Raft};
+
+/// Who this data directory belongs to; written once, when the member first starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub member_id: u64,
+    /// Set when this member bootstrapped the cluster (`--initial-cluster-state new`).
+    pub bootstrapped: bool,
+}
+
+const KEY_IDENTITY: &str = "identity";
+
+/// The member directory inside a data directory.
+pub fn member_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member")
+}
+
+/// Read the identity stamp of a data directory's raft database.
+pub fn read_identity(db: &Database) -> Result<Option<Identity>> {
+    let txn = db.begin_read()?;
+    let t = match txn.open_table(RAFT_META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    t.get(KEY_IDENTITY)?
+        .map(|v| decode("identity", v.value()))
+        .transpose()
+}
+
+/// Stamp a data directory's raft database with its identity.
+pub fn write_identity(db: &Database, id: &Identity) -> Result<()> {
+    let txn = db.begin_write()?;
+    txn.open_table(RAFT_META)?
+        .insert(KEY_IDENTITY, encode(id).as_slice())?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Members and cluster id described by the bootstrap flags.
+pub fn bootstrap_members(cfg: &ServerConfig) -> Result<(u64, BTreeMap<u64, PeerNode>)> {
+    let mut members = BTreeMap::new();
+    for (name, urls) in cfg.initial_members()? {
+        let id = ids::member_id(&urls, &cfg.initial_cluster_token, None);
+        members.insert(
+            id,
+            PeerNode {
+                name,
+                peer_urls: urls,
+            },
+        );
+    }
+    let ids: Vec<u64> = members.keys().copied().collect();
+    Ok((ids::cluster_id(&ids, &cfg.initial_cluster_token), members))
+}
+
+fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
+    let c = openraft::Config {
+        cluster_name: cfg.initial_cluster_token.clone(),
+        heartbeat_interval: cfg.heartbeat_interval,
+        election_timeout_min: cfg.election_timeout,
+        election_timeout_max: cfg.election_timeout * 2,
+        install_snapshot_timeout: 10_000,
+        max_payload_entries: 1000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
+        max_in_snapshot_log_to_keep: cfg.snapshot_count.clamp(1, 5000),
+        purge_batch_size: 256,
+        ..Default::default()
+    };
+    Ok(Arc::new(c.validate().map_err(|e| {
+        Error::Config(format!("raft settings: {e}"))
+    })?))
+}
+
+/// Work out who we are: from the data directory if it has been used, else from the flags.
+async fn identity(
+    cfg: &ServerConfig,
+    log_db: &Database,
+    peers: &Peers,
+) -> Result<(Identity, bool)> {
+    if let Some(id) = read_identity(log_db)? {
+        if cfg.initial_cluster_state == ClusterState::New
+            && cfg.initial_cluster.is_some()
+            && id.bootstrapped
+        {
+            let (expected, _) = bootstrap_members(cfg)?;
+            if expected != id.cluster_id {
+                return Err(Error::Config(format!(
+                    "data dir {} belongs to cluster {:x}, but --initial-cluster and \
+                     --initial-cluster-token describe cluster {:x}; refusing to start \
+                     (start with an empty --data-dir to join another cluster)",
+                    cfg.data_dir(),
+                    id.cluster_id,
+                    expected
+                )));
+            }
+        }
+        return Ok((id, false));
+    }
+    match cfg.initial_cluster_state {
+        ClusterState::New => {
+            let (cluster_id, members) = bootstrap_members(cfg)?;
+            let member_id = ids::member_id(
+                &cfg.initial_advertise_peer_urls,
+                &cfg.initial_cluster_token,
+                None,
+            );
+            let me = members
+                .iter()
+                .find(|(_, n)| n.name == cfg.name)
+                .map(|(id, _)| *id)
+                .unwrap_or(member_id);
+            Ok((
+                Identity {
+                    cluster_id,
+                    member_id: me,
+                    bootstrapped: true,
+                },
+                true,
+            ))
+        }
+        ClusterState::Existing => {
+            let mine = &cfg.initial_advertise_peer_urls;
+            let others: Vec<String> = cfg
+                .initial_members()?
+                .into_iter()
+                .flat_map(|(_, u)| u)
+                .filter(|u| !mine.contains(u))
+                .collect();
+            if others.is_empty() {
+                return Err(Error::Config(
+                    "--initial-cluster-state existing needs --initial-cluster to name other members".into(),
+                ));
+            }
+            for attempt in 0.. {
+                for url in &others {
+                    match peers.cluster_info(url).await {
+                        Ok(info) => {
+                            let found = info
+                                .members
+                                .iter()
+                                .find(|(_, n)| n.peer_urls.iter().any(|u| mine.contains(u)));
+                            match found {
+                                Some((id, _)) => {
+                                    return Ok((
+                                        Identity {
+                                            cluster_id: info.cluster_id,
+                                            member_id: *id,
+                                            bootstrapped: false,
+                                        },
+                                        false,
+                                    ));
+                                }
+                                None => {
+                                    return Err(Error::Config(format!(
+                                        "cluster {:x} has no member with peer URLs {mine:?}: add it first \
+                                         (etcdctl member add {} --peer-urls={})",
+                                        info.cluster_id,
+                                        cfg.name,
+                                        mine.join(",")
+                                    )));
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            if attempt % 10 == 0 {
+                                tracing::warn!(peer = %url, error = %e.message(), "waiting for the cluster to answer");
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            unreachable!("the join loop only returns")
+        }
+    }
+}
+
+/// A started member: its node and the tasks serving it.
+pub struct Server {
+    /// The node.
+    pub node: Arc<Node>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Stop serving and shut Raft down.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.node.raft.shutdown().await;
+    }
+}
+
+/// Open the data directory, bootstrap or rejoin, and serve both ports.
+pub async fn start(cfg: ServerConfig) -> Result<Server> {
+    cfg.validate()?;
+    let data_dir = PathBuf::from(cfg.data_dir());
+    let dir = member_dir(&data_dir);
+    std::fs::create_dir_all(&dir)?;
+    let log_db = Arc::new(
+        Database::create(dir.join("raft.redb")).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Config(format!(
+                "data dir {} is in use by another kvstore",
+                data_dir.display()
+            )),
+            other => other.into(),
+        })?,
+    );
+    let peers = Peers::new(0);
+    // Bind the peer port first so a joining member can be reached while it asks who it is.
+    let mut peer_listeners = Vec::new();
+    for u in &cfg.listen_peer_urls {
+        let addr = listen_addr(u)?;
+        let l = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| Error::Config(format!("failed to listen on peer URL {u}: {e}")))?;
+        peer_listeners.push(l);
+    }
+    let mut client_listeners = Vec::new();
+    for u in &cfg.listen_client_urls {
+        let addr = listen_addr(u)?;
+        let l = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| Error::Config(format!("failed to listen on client URL {u}: {e}")))?;
+        client_listeners.push(l);
+    }
+    let (ident, fresh_bootstrap) = identity(&cfg, &log_db, &peers).await?;
+    write_identity(&log_db, &ident)?;
+    peers.set_cluster_id(ident.cluster_id);
+    tracing::info!(
+        name = %cfg.name,
+        member = %format!("{:x}", ident.member_id),
+        cluster = %format!("{:x}", ident.cluster_id),
+        data_dir = %data_dir.display(),
+        "starting member"
+    );
+
+    let log_store = LogStore::new(log_db.clone())?;
+    let sm = SmShared::open(&dir)?;
+    let raft = Raft::new(
+        ident.member_id,
+        raft_config(&cfg)?,
+        NetworkFactory::new(peers.clone()),
+        log_store,
+        StateMachine::new(sm.clone()),
+    )
+    .await
+    .map_err(|e| Error::Config(format!("failed to start raft: {e}")))?;
+
+    let node_cell: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
+    let mut tasks = Vec::new();
+    let peer_svc = PeerService::new(raft.clone(), ident.cluster_id, node_cell.clone());
+    for l in peer_listeners {
+        let svc = pb::kvraftpb::raft_peer_server::RaftPeerServer::new(peer_svc.clone())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        tasks.push(tokio::spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(svc)
+                .serve_with_incoming(TcpListenerStream::new(l))
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "peer server stopped");
+            }
+        }));
+    }
+
+    if fresh_bootstrap {
+        let (_, members) = bootstrap_members(&cfg)?;
+        if let Err(e) = raft.initialize(members).await {
+            tracing::debug!(error = %e, "raft already initialized");
+        }
+    }
+
+    let settings = NodeSettings {
+        name: cfg.name.clone(),
+        client_urls: cfg.advertise_client_urls.clone(),
+        token: cfg.initial_cluster_token.clone(),
+        request_timeout: cfg.request_timeout(),
+    };
+    let node = Node::start(ident.member_id, ident.cluster_id, raft, sm, peers, settings);
+    let _ = node_cell.set(node.clone());
+
+    let api = Api {
+        node: node.clone(),
+        max_request_bytes: cfg.max_request_bytes,
+        max_txn_ops: cfg.max_txn_ops,
+        quota: cfg.quota(),
+        min_lease_ttl: ((cfg.election_timeout * 3).div_ceil(2 * 1000)).max(1) as i64,
+    };
+    for l in client_listeners {
+        let router = client_router(&api).await;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = router.serve_with_incoming(TcpListenerStream::new(l)).await {
+                tracing::error!(error = %e, "client server stopped");
+            }
+        }));
+    }
+    Ok(Server { node, tasks })
+}
+
+async fn client_router(api: &Api) -> tonic::transport::server::Router {
+    let max = api.max_request_bytes + 512 * 1024;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(health)
+        .add_service(
+            pb::kv_server::KvServer::new(KvService::new(api.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
+            api.clone(),
+        )))
+        .add_service(
+            pb::maintenance_server::MaintenanceServer::new(MaintenanceService::new(api.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(pb::lease_server::LeaseServer::new(LeaseService::new(
+            api.clone(),
+        )))
+        .add_service(pb::watch_server::WatchServer::new(WatchService::new(
+            api.clone(),
+        )))
+        .add_service(pb::auth_server::AuthServer::new(AuthService::new(
+            api.clone(),
+        )))
+}
+
+/// Run a member until SIGTERM or Ctrl-C.
+pub async fn run(cfg: ServerConfig) -> Result<()> {
+    let server = start(cfg).await?;
+    let removed = watch_removal(server.node.clone());
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("received shutdown signal"),
+        _ = removed => tracing::warn!("this member has been removed from the cluster; stopping"),
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn watch_removal(node: Arc<Node>) {
+    let mut rx = node.raft.metrics();
+    let mut was_member = false;
+    loop {
+        let is_member = rx
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node.id)
+            .is_some();
+        if is_member {
+            was_member = true;
+        } else if was_member {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("failed to install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
