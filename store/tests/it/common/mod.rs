@@ -1,0 +1,326 @@
+//! A cluster of real `kvstore` processes on ephemeral loopback ports, in a temporary
+//! directory, killed when dropped; plus helpers to find and run the real `etcdctl`.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `kvstore` binary under test.
+pub fn kvstore_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kvstore"))
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One member process.
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+    pub extra: Vec<String>,
+    pub initial_cluster: String,
+    pub state: &'static str,
+    pub token: String,
+}
+
+impl Member {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// The command line of this member.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--name".into(),
+            self.name.clone(),
+            "--data-dir".into(),
+            self.dir.join("data").display().to_string(),
+            "--listen-client-urls".into(),
+            self.client_url(),
+            "--advertise-client-urls".into(),
+            self.client_url(),
+            "--listen-peer-urls".into(),
+            self.peer_url(),
+            "--initial-advertise-peer-urls".into(),
+            self.peer_url(),
+            "--initial-cluster".into(),
+            self.initial_cluster.clone(),
+            "--initial-cluster-state".into(),
+            self.state.into(),
+            "--initial-cluster-token".into(),
+            self.token.clone(),
+            "--heartbeat-interval".into(),
+            "50".into(),
+            "--election-timeout".into(),
+            "500".into(),
+        ];
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// Start the process (its output goes to `<dir>/log`).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "member {} already running", self.name);
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).unwrap();
+        let child = Command::new(kvstore_bin())
+            .args(self.args())
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("failed to start kvstore");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL the process.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM the process and wait (SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The member's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster of member processes.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub token: String,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Bootstrap `n` members and wait until they serve.
+    pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[]).await
+    }
+
+    /// Bootstrap `n` members with extra flags and wait until they serve.
+    pub async fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let token = format!("it-{}", free_port());
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (c, p))| Member {
+                name: format!("m{i}"),
+                client_port: *c,
+                peer_port: *p,
+                dir: tmp.path().join(format!("m{i}")),
+                child: None,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                initial_cluster: initial.clone(),
+                state: "new",
+                token: token.clone(),
+            })
+            .collect();
+        let mut c = Cluster { members, token, tmp };
+        for m in &mut c.members {
+            m.start();
+        }
+        c.wait_ready(Duration::from_secs(30)).await;
+        c
+    }
+
+    /// A new member (not started) that will join this cluster.
+    pub fn new_joiner(&self, name: &str) -> Member {
+        let (c, p) = (free_port(), free_port());
+        let mut initial: Vec<String> =
+            self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        initial.push(format!("{name}=http://127.0.0.1:{p}"));
+        Member {
+            name: name.into(),
+            client_port: c,
+            peer_port: p,
+            dir: self.tmp.path().join(name),
+            child: None,
+            extra: Vec::new(),
+            initial_cluster: initial.join(","),
+            state: "existing",
+            token: self.token.clone(),
+        }
+    }
+
+    /// All client endpoints, comma-separated, for etcdctl.
+    pub fn endpoints(&self) -> String {
+        self.members.iter().map(|m| m.endpoint()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Client URLs of the members that are running.
+    pub fn live_urls(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in &mut self.members {
+            if m.running() {
+                out.push(m.client_url());
+            }
+        }
+        out
+    }
+
+    /// Wait until every running member reports a leader and serves a linearizable read.
+    pub async fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let urls = self.live_urls();
+        for url in urls {
+            loop {
+                if ready(&url).await {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    for m in &self.members {
+                        eprintln!("---- log of {} ----\n{}", m.name, m.log());
+                    }
+                    panic!("member at {url} not ready in time");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Index of the member that is leader now (asked of the running members).
+    pub async fn leader(&mut self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for i in 0..self.members.len() {
+                if !self.members[i].running() {
+                    continue;
+                }
+                if let Ok(mut c) = client(&self.members[i].client_url()).await {
+                    if let Ok(s) = c.status().await {
+                        let leader = s.leader();
+                        let me = s.header().map(|h| h.member_id()).unwrap_or(0);
+                        if leader != 0 && leader == me {
+                            return i;
+                        }
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader found");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Connect an etcd-client to some URLs.
+pub async fn client_many(urls: &[String]) -> Result<etcd_client::Client, etcd_client::Error> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(10));
+    etcd_client::Client::connect(urls, Some(opts)).await
+}
+
+/// Connect an etcd-client to one URL.
+pub async fn client(url: &str) -> Result<etcd_client::Client, etcd_client::Error> {
+    client_many(&[url.to_string()]).await
+}
+
+async fn ready(url: &str) -> bool {
+    let Ok(mut c) = client(url).await else { return false };
+    match c.status().await {
+        Ok(s) if s.leader() != 0 => {}
+        _ => return false,
+    }
+    c.get("health", None).await.is_ok()
+}
+
+/// The real etcdctl (Debian's `etcd-client`, 3.4), or `$ETCDCTL`.
+pub fn etcdctl_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ETCDCTL") {
+        return PathBuf::from(p);
+    }
+    for p in ["/usr/bin/etcdctl", "/usr/local/bin/etcdctl"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("etcdctl not found: install Debian's etcd-client (the README's test command does)");
+}
+
+/// Run etcdctl with `args` against `endpoints`, feeding `stdin`.
+pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(etcdctl_bin());
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg("--dial-timeout=3s")
+        .arg("--command-timeout=10s")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("failed to run etcdctl");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// Run etcdctl and return stdout, asserting success.
+pub fn etcdctl_ok(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = etcdctl(endpoints, args, stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

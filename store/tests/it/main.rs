@@ -1,0 +1,9 @@
+//! Integration tests: real `kvstore` processes driven by real etcdctl and the `etcd-client`
+//! crate.
+
+mod bad_input;
+mod common;
+mod crash;
+mod etcd_client_crate;
+mod etcdctl;
+mod membership;
