@@ -77,3 +77,32 @@ pub(crate) fn sto_err(
 ) -> typ::StorageError {
     make(openraft::AnyError::new(&e)).into()
 }
+
+#[cfg(test)]
+mod suite {
+    //! openraft's storage conformance suite on our redb log store and state machine.
+    use std::sync::Arc;
+
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::log_store::LogStore;
+    use super::state_machine::{SmShared, StateMachine};
+    use super::{TypeConfig, typ::StorageError};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = redb::Database::create(dir.path().join("raft.redb")).expect("raft db");
+            let log = LogStore::new(Arc::new(db)).expect("log store");
+            let sm = SmShared::open(dir.path()).expect("state machine");
+            Ok((dir, log, StateMachine::new(sm)))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() -> Result<(), StorageError> {
+        Suite::test_all(Builder)
+    }
+}

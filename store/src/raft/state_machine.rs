@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
 use super::command::{Command, CommandResponse};
@@ -489,20 +489,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
         let err = |e: std::io::Error| sto_err(snap_write, e);
+        // The handle may be any snapshot file (normally the one we handed out): copy it from
+        // the start into our snapshot directory, then load it.
         snapshot.flush().await.map_err(err)?;
-        snapshot.sync_all().await.map_err(err)?;
+        snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
+        let path = self.shared.snap_dir.join(format!("{}.snap", meta.snapshot_id));
+        let tmp = path.with_extension("tmp");
+        let mut dest = tokio::fs::File::create(&tmp).await.map_err(err)?;
+        tokio::io::copy(&mut *snapshot, &mut dest).await.map_err(err)?;
+        dest.sync_all().await.map_err(err)?;
+        drop(dest);
         drop(snapshot);
-        let Some(recv) = self.receiving.take() else {
-            return Err(sto_err(
-                snap_write,
-                std::io::Error::other("no snapshot is being received"),
-            ));
-        };
-        let path = self
-            .shared
-            .snap_dir
-            .join(format!("{}.snap", meta.snapshot_id));
-        std::fs::rename(&recv, &path).map_err(err)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(err)?;
+        if let Some(recv) = self.receiving.take() {
+            let _ = tokio::fs::remove_file(recv).await;
+        }
         let shared = self.shared.clone();
         let meta = meta.clone();
         blocking(move || {
