@@ -18,6 +18,9 @@ pub mod tables;
 pub mod txn;
 pub mod write;
 
+#[cfg(test)]
+mod model;
+
 use std::ops::Bound;
 
 /// The keys a request addresses: `key` with etcd's `range_end` rules.
