@@ -392,6 +392,8 @@ async fn watch_removal(node: Arc<Node>) {
         if is_member {
             was_member = true;
         } else if was_member {
+            // Let the answer to the removal itself reach the client first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
             return;
         }
         if rx.changed().await.is_err() {
