@@ -10,7 +10,7 @@ use super::Span;
 use super::read::{self, Revs};
 use super::tables::*;
 use super::write::Store;
-use crate::error::{EtcdError, Error};
+use crate::error::{Error, EtcdError};
 use crate::pb::{
     Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest,
     compare, request_op,
@@ -26,11 +26,17 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Model { rev: 1, ..Default::default() }
+        Model {
+            rev: 1,
+            ..Default::default()
+        }
     }
 
     fn live(&self, key: &[u8]) -> Option<KeyValue> {
-        self.versions.get(key).and_then(|v| v.last()).and_then(|(_, kv)| kv.clone())
+        self.versions
+            .get(key)
+            .and_then(|v| v.last())
+            .and_then(|(_, kv)| kv.clone())
     }
 
     fn put(&mut self, key: &[u8], value: &[u8], rev: i64) -> Option<KeyValue> {
@@ -43,13 +49,20 @@ impl Model {
             value: value.to_vec(),
             lease: 0,
         };
-        self.versions.entry(key.to_vec()).or_default().push((rev, Some(kv)));
+        self.versions
+            .entry(key.to_vec())
+            .or_default()
+            .push((rev, Some(kv)));
         prev
     }
 
     fn delete(&mut self, span: &Span, rev: i64) -> Vec<KeyValue> {
-        let keys: Vec<Vec<u8>> =
-            self.versions.keys().filter(|k| span.contains(k)).cloned().collect();
+        let keys: Vec<Vec<u8>> = self
+            .versions
+            .keys()
+            .filter(|k| span.contains(k))
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for k in keys {
             if let Some(prev) = self.live(&k) {
@@ -72,7 +85,12 @@ impl Model {
             .versions
             .iter()
             .filter(|(k, _)| span.contains(k))
-            .filter_map(|(_, vs)| vs.iter().rev().find(|(r, _)| *r <= at).and_then(|(_, kv)| kv.clone()))
+            .filter_map(|(_, vs)| {
+                vs.iter()
+                    .rev()
+                    .find(|(r, _)| *r <= at)
+                    .and_then(|(_, kv)| kv.clone())
+            })
             .collect())
     }
 }
@@ -82,7 +100,12 @@ enum Op {
     Put(u8, u8),
     Delete(u8, Option<u8>),
     /// If key `k` has `version`, put (k2, v) else delete k2.
-    Txn { k: u8, version: i64, k2: u8, v: u8 },
+    Txn {
+        k: u8,
+        version: i64,
+        k2: u8,
+        v: u8,
+    },
     Compact(i64),
     Range(u8, Option<u8>, i64),
 }
@@ -125,7 +148,12 @@ fn read_all(db: &Database, rev: i64) -> Result<(Vec<KeyValue>, i64), EtcdError> 
     };
     let latest = txn.open_table(KV_LATEST).unwrap();
     let history = txn.open_table(KV_HISTORY).unwrap();
-    let req = RangeRequest { key: vec![0], range_end: vec![0], revision: rev, ..Default::default() };
+    let req = RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        revision: rev,
+        ..Default::default()
+    };
     let r = read::range(&latest, &history, revs, &req).map_err(etcd)?;
     Ok((r.kvs, r.count))
 }
@@ -147,7 +175,12 @@ fn run(ops: Vec<Op>) {
             let next = m.rev + 1;
             match &op {
                 Op::Put(k, v) => {
-                    let req = PutRequest { key: key(*k), value: vec![*v], prev_kv: true, ..Default::default() };
+                    let req = PutRequest {
+                        key: key(*k),
+                        value: vec![*v],
+                        prev_kv: true,
+                        ..Default::default()
+                    };
                     let r = s.put(&req).unwrap();
                     let prev = m.put(&key(*k), &[*v], next);
                     m.rev = next;
@@ -155,7 +188,11 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(r.header.unwrap().revision, m.rev);
                 }
                 Op::Delete(k, e) => {
-                    let req = DeleteRangeRequest { key: key(*k), range_end: end(*e), prev_kv: true };
+                    let req = DeleteRangeRequest {
+                        key: key(*k),
+                        range_end: end(*e),
+                        prev_kv: true,
+                    };
                     let r = s.delete_range(&req).unwrap();
                     let gone = m.delete(&Span::new(&key(*k), &end(*e)), next);
                     if !gone.is_empty() {
@@ -180,12 +217,18 @@ fn run(ops: Vec<Op>) {
                         })),
                     };
                     let del = RequestOp {
-                        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                            key: key(*k2),
-                            ..Default::default()
-                        })),
+                        request: Some(request_op::Request::RequestDeleteRange(
+                            DeleteRangeRequest {
+                                key: key(*k2),
+                                ..Default::default()
+                            },
+                        )),
                     };
-                    let req = TxnRequest { compare: vec![cmp], success: vec![put], failure: vec![del] };
+                    let req = TxnRequest {
+                        compare: vec![cmp],
+                        success: vec![put],
+                        failure: vec![del],
+                    };
                     let r = s.txn(&req).unwrap();
                     let ok = m.live(&key(*k)).map_or(0, |kv| kv.version) == *version;
                     assert_eq!(r.succeeded, ok);
@@ -209,7 +252,12 @@ fn run(ops: Vec<Op>) {
                     assert_eq!(r.map(|_| ()), expect);
                 }
                 Op::Range(k, e, rev) => {
-                    let req = RangeRequest { key: key(*k), range_end: end(*e), revision: *rev, ..Default::default() };
+                    let req = RangeRequest {
+                        key: key(*k),
+                        range_end: end(*e),
+                        revision: *rev,
+                        ..Default::default()
+                    };
                     let got = s.range(&req).map(|r| r.kvs).map_err(etcd);
                     assert_eq!(got, m.range(&Span::new(&key(*k), &end(*e)), *rev));
                 }
@@ -220,12 +268,22 @@ fn run(ops: Vec<Op>) {
         // Every readable revision agrees with the model after every step.
         for rev in (m.compact.max(1))..=m.rev {
             let got = read_all(&db, rev).map(|(kvs, _)| kvs);
-            assert_eq!(got, m.range(&Span::new(&[0], &[0]), rev), "at revision {rev} after {op:?}");
+            assert_eq!(
+                got,
+                m.range(&Span::new(&[0], &[0]), rev),
+                "at revision {rev} after {op:?}"
+            );
         }
         if m.compact > 1 {
-            assert_eq!(read_all(&db, m.compact - 1).map(|_| ()), Err(EtcdError::Compacted));
+            assert_eq!(
+                read_all(&db, m.compact - 1).map(|_| ()),
+                Err(EtcdError::Compacted)
+            );
         }
-        assert_eq!(read_all(&db, m.rev + 1).map(|_| ()), Err(EtcdError::FutureRev));
+        assert_eq!(
+            read_all(&db, m.rev + 1).map(|_| ()),
+            Err(EtcdError::FutureRev)
+        );
     }
 }
 

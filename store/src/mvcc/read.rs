@@ -220,10 +220,10 @@ pub fn scan_history(
                     flush(current.take(), &mut out, &mut count)?;
                     current = Some((key.to_vec(), None));
                 }
-                if r <= rev {
-                    if let Some((_, slot)) = current.as_mut() {
-                        *slot = Some(v.value().to_vec());
-                    }
+                if r <= rev
+                    && let Some((_, slot)) = current.as_mut()
+                {
+                    *slot = Some(v.value().to_vec());
                 }
             }
             flush(current.take(), &mut out, &mut count)?;

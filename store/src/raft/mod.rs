@@ -102,7 +102,9 @@ mod suite {
     }
 
     #[test]
-    fn openraft_storage_suite() -> Result<(), StorageError> {
-        Suite::test_all(Builder)
+    fn openraft_storage_suite() {
+        if let Err(e) = Suite::test_all(Builder) {
+            panic!("storage suite failed: {e}");
+        }
     }
 }

@@ -492,11 +492,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // The handle may be any snapshot file (normally the one we handed out): copy it from
         // the start into our snapshot directory, then load it.
         snapshot.flush().await.map_err(err)?;
-        snapshot.seek(std::io::SeekFrom::Start(0)).await.map_err(err)?;
-        let path = self.shared.snap_dir.join(format!("{}.snap", meta.snapshot_id));
+        snapshot
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(err)?;
+        let path = self
+            .shared
+            .snap_dir
+            .join(format!("{}.snap", meta.snapshot_id));
         let tmp = path.with_extension("tmp");
         let mut dest = tokio::fs::File::create(&tmp).await.map_err(err)?;
-        tokio::io::copy(&mut *snapshot, &mut dest).await.map_err(err)?;
+        tokio::io::copy(&mut *snapshot, &mut dest)
+            .await
+            .map_err(err)?;
         dest.sync_all().await.map_err(err)?;
         drop(dest);
         drop(snapshot);

@@ -17,7 +17,12 @@ struct Acked {
     revision: i64,
 }
 
-async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>, acked: Arc<Mutex<Vec<Acked>>>) -> usize {
+async fn writer(
+    urls: Vec<String>,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Acked>>>,
+) -> usize {
     let mut errors = 0;
     let mut n = 0u64;
     let mut last_rev = 0;
@@ -33,12 +38,24 @@ async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>, acked: Arc<
         let key = format!("w{id}/{n:06}");
         let value = format!("v{id}-{n}");
         n += 1;
-        match c.as_mut().unwrap().put(key.clone(), value.clone(), None).await {
+        match c
+            .as_mut()
+            .unwrap()
+            .put(key.clone(), value.clone(), None)
+            .await
+        {
             Ok(r) => {
                 let revision = r.header().unwrap().revision();
-                assert!(revision > last_rev, "revision went backwards for one writer: {last_rev} -> {revision}");
+                assert!(
+                    revision > last_rev,
+                    "revision went backwards for one writer: {last_rev} -> {revision}"
+                );
                 last_rev = revision;
-                acked.lock().await.push(Acked { key, value, revision });
+                acked.lock().await.push(Acked {
+                    key,
+                    value,
+                    revision,
+                });
             }
             Err(_) => {
                 errors += 1;
@@ -66,7 +83,10 @@ async fn acknowledged_writes_survive_kill_9() {
     let before_failover = acked.lock().await.len();
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let after_failover = acked.lock().await.len();
-    assert!(after_failover > before_failover, "no write succeeded after the leader was killed");
+    assert!(
+        after_failover > before_failover,
+        "no write succeeded after the leader was killed"
+    );
 
     // Now every member at once, writers still running.
     for m in &mut cluster.members {
@@ -78,7 +98,11 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let acked = acked.lock().await.clone();
     let max_rev = acked.iter().map(|a| a.revision).max().unwrap();
-    assert!(acked.len() > 50, "too few writes acknowledged: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
 
     for m in &mut cluster.members {
         m.start();
@@ -86,16 +110,37 @@ async fn acknowledged_writes_survive_kill_9() {
     cluster.wait_ready(Duration::from_secs(30)).await;
     let urls = cluster.live_urls();
     let mut c = client_many(&urls).await.unwrap();
-    let current = c.get("health", None).await.unwrap().header().unwrap().revision();
-    assert!(current >= max_rev, "revision went backwards across the crash: {max_rev} -> {current}");
-    let all = c.get("w", Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
+    let current = c
+        .get("health", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    assert!(
+        current >= max_rev,
+        "revision went backwards across the crash: {max_rev} -> {current}"
+    );
+    let all = c
+        .get("w", Some(etcd_client::GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
     let stored: std::collections::HashMap<String, String> = all
         .kvs()
         .iter()
-        .map(|kv| (kv.key_str().unwrap().to_string(), kv.value_str().unwrap().to_string()))
+        .map(|kv| {
+            (
+                kv.key_str().unwrap().to_string(),
+                kv.value_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for a in &acked {
-        assert_eq!(stored.get(&a.key), Some(&a.value), "acknowledged write {a:?} lost");
+        assert_eq!(
+            stored.get(&a.key),
+            Some(&a.value),
+            "acknowledged write {a:?} lost"
+        );
     }
 
     // Every member converges on the same revision, Hash and HashKV.
@@ -106,13 +151,22 @@ async fn acknowledged_writes_survive_kill_9() {
         for _ in 0..100 {
             let s = one.status().await.unwrap();
             if s.header().unwrap().revision() >= current {
-                h = Some((one.hash_kv(current).await.unwrap().hash(), one.hash().await.unwrap().hash()));
+                h = Some((
+                    one.hash_kv(current).await.unwrap().hash(),
+                    one.hash().await.unwrap().hash(),
+                ));
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         seen.push(h.expect("member did not catch up"));
     }
-    assert!(seen.windows(2).all(|w| w[0].0 == w[1].0), "HashKV differs: {seen:?}");
-    assert!(seen.windows(2).all(|w| w[0].1 == w[1].1), "Hash differs: {seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].0 == w[1].0),
+        "HashKV differs: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].1 == w[1].1),
+        "Hash differs: {seen:?}"
+    );
 }

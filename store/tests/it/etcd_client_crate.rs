@@ -15,23 +15,35 @@ async fn kv_txn_cluster_maintenance() {
     let r = c.put("k1", "v1", None).await.unwrap();
     let rev1 = r.header().unwrap().revision();
     assert!(rev1 >= 2);
-    let r = c.put("k1", "v2", Some(PutOptions::new().with_prev_key())).await.unwrap();
+    let r = c
+        .put("k1", "v2", Some(PutOptions::new().with_prev_key()))
+        .await
+        .unwrap();
     assert_eq!(r.prev_key().unwrap().value(), b"v1");
     assert_eq!(r.header().unwrap().revision(), rev1 + 1);
     let g = c.get("k1", None).await.unwrap();
     assert_eq!(g.kvs()[0].value(), b"v2");
     assert_eq!(g.kvs()[0].version(), 2);
     assert_eq!(g.kvs()[0].create_revision(), rev1);
-    let old = c.get("k1", Some(GetOptions::new().with_revision(rev1))).await.unwrap();
+    let old = c
+        .get("k1", Some(GetOptions::new().with_revision(rev1)))
+        .await
+        .unwrap();
     assert_eq!(old.kvs()[0].value(), b"v1");
     for i in 0..5 {
         c.put(format!("p/{i}"), format!("{i}"), None).await.unwrap();
     }
-    let g = c.get("p/", Some(GetOptions::new().with_prefix().with_limit(2))).await.unwrap();
+    let g = c
+        .get("p/", Some(GetOptions::new().with_prefix().with_limit(2)))
+        .await
+        .unwrap();
     assert_eq!(g.kvs().len(), 2);
     assert!(g.more());
     assert_eq!(g.count(), 5);
-    let d = c.delete("p/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.unwrap();
+    let d = c
+        .delete("p/", Some(etcd_client::DeleteOptions::new().with_prefix()))
+        .await
+        .unwrap();
     assert_eq!(d.deleted(), 5);
 
     // Txn: compare-and-swap on mod revision
@@ -51,10 +63,20 @@ async fn kv_txn_cluster_maintenance() {
     let mut names: Vec<&str> = ml.members().iter().map(|m| m.name()).collect();
     names.sort();
     assert_eq!(names, ["m0", "m1", "m2"]);
-    assert!(ml.members().iter().all(|m| !m.is_learner() && m.client_urls().len() == 1));
+    assert!(
+        ml.members()
+            .iter()
+            .all(|m| !m.is_learner() && m.client_urls().len() == 1)
+    );
 
     // Maintenance: status and hashes agree across members
-    let rev = c.get("k1", None).await.unwrap().header().unwrap().revision();
+    let rev = c
+        .get("k1", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     let mut hashes = Vec::new();
     for url in &urls {
         let mut one = crate::common::client(url).await.unwrap();
@@ -72,7 +94,10 @@ async fn kv_txn_cluster_maintenance() {
         let h = one.hash_kv(rev).await.unwrap();
         hashes.push(h.hash());
     }
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "hashkv differ: {hashes:?}");
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "hashkv differ: {hashes:?}"
+    );
     let leader = cluster.leader().await;
     assert!(leader < 3);
 }

@@ -21,30 +21,51 @@ async fn add_voter_catch_up_and_remove_leader() {
     let mut joiner = cluster.new_joiner("m3");
     let t = Instant::now();
     let added = c.member_add([joiner.peer_url()], None).await.unwrap();
-    assert!(t.elapsed() < Duration::from_secs(3), "member add blocked for {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "member add blocked for {:?}",
+        t.elapsed()
+    );
     let new_id = added.member().unwrap().id();
     let listed = c.member_list().await.unwrap();
-    let m = listed.members().iter().find(|m| m.id() == new_id).expect("new member listed");
+    let m = listed
+        .members()
+        .iter()
+        .find(|m| m.id() == new_id)
+        .expect("new member listed");
     assert_eq!(m.name(), "", "an unstarted member has no name");
-    assert!(!m.is_learner(), "a member added as voter is listed as voter");
+    assert!(
+        !m.is_learner(),
+        "a member added as voter is listed as voter"
+    );
     c.put("during-add", "ok", None).await.unwrap();
 
     // Start it: it joins, catches up, publishes its name and becomes a Raft voter.
     joiner.start();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(mut j) = client(&joiner.client_url()).await {
-            if let Ok(s) = j.status().await {
-                if !s.is_learner() && s.leader() != 0 {
-                    break;
-                }
-            }
+        if let Ok(mut j) = client(&joiner.client_url()).await
+            && let Ok(s) = j.status().await
+            && !s.is_learner()
+            && s.leader() != 0
+        {
+            break;
         }
-        assert!(Instant::now() < deadline, "joiner never became a voter:\n{}", joiner.log());
+        assert!(
+            Instant::now() < deadline,
+            "joiner never became a voter:\n{}",
+            joiner.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut j = client(&joiner.client_url()).await.unwrap();
-    let got = j.get("pre/", Some(GetOptions::new().with_prefix().with_serializable())).await.unwrap();
+    let got = j
+        .get(
+            "pre/",
+            Some(GetOptions::new().with_prefix().with_serializable()),
+        )
+        .await
+        .unwrap();
     assert_eq!(got.count(), 20, "joiner has the data");
     let listed = c.member_list().await.unwrap();
     assert_eq!(listed.members().len(), 4);
@@ -75,5 +96,8 @@ async fn add_voter_catch_up_and_remove_leader() {
     let urls = cluster.live_urls();
     let mut c = client_many(&urls).await.unwrap();
     c.put("after-remove", "ok", None).await.unwrap();
-    assert_eq!(c.get("after-remove", None).await.unwrap().kvs()[0].value(), b"ok");
+    assert_eq!(
+        c.get("after-remove", None).await.unwrap().kvs()[0].value(),
+        b"ok"
+    );
 }

@@ -15,7 +15,11 @@ pub fn kvstore_bin() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One member process.
@@ -76,7 +80,11 @@ impl Member {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "member {} already running", self.name);
         std::fs::create_dir_all(&self.dir).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
         let child = Command::new(kvstore_bin())
             .args(self.args())
             .env("RUST_LOG", "info,openraft=warn")
@@ -98,7 +106,10 @@ impl Member {
     /// SIGTERM the process and wait (SIGKILL after 10 s).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -170,7 +181,11 @@ impl Cluster {
                 token: token.clone(),
             })
             .collect();
-        let mut c = Cluster { members, token, tmp };
+        let mut c = Cluster {
+            members,
+            token,
+            tmp,
+        };
         for m in &mut c.members {
             m.start();
         }
@@ -181,8 +196,11 @@ impl Cluster {
     /// A new member (not started) that will join this cluster.
     pub fn new_joiner(&self, name: &str) -> Member {
         let (c, p) = (free_port(), free_port());
-        let mut initial: Vec<String> =
-            self.members.iter().map(|m| format!("{}={}", m.name, m.peer_url())).collect();
+        let mut initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect();
         initial.push(format!("{name}=http://127.0.0.1:{p}"));
         Member {
             name: name.into(),
@@ -199,7 +217,11 @@ impl Cluster {
 
     /// All client endpoints, comma-separated, for etcdctl.
     pub fn endpoints(&self) -> String {
-        self.members.iter().map(|m| m.endpoint()).collect::<Vec<_>>().join(",")
+        self.members
+            .iter()
+            .map(|m| m.endpoint())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Client URLs of the members that are running.
@@ -241,13 +263,13 @@ impl Cluster {
                 if !self.members[i].running() {
                     continue;
                 }
-                if let Ok(mut c) = client(&self.members[i].client_url()).await {
-                    if let Ok(s) = c.status().await {
-                        let leader = s.leader();
-                        let me = s.header().map(|h| h.member_id()).unwrap_or(0);
-                        if leader != 0 && leader == me {
-                            return i;
-                        }
+                if let Ok(mut c) = client(&self.members[i].client_url()).await
+                    && let Ok(s) = c.status().await
+                {
+                    let leader = s.leader();
+                    let me = s.header().map(|h| h.member_id()).unwrap_or(0);
+                    if leader != 0 && leader == me {
+                        return i;
                     }
                 }
             }
@@ -271,7 +293,9 @@ pub async fn client(url: &str) -> Result<etcd_client::Client, etcd_client::Error
 }
 
 async fn ready(url: &str) -> bool {
-    let Ok(mut c) = client(url).await else { return false };
+    let Ok(mut c) = client(url).await else {
+        return false;
+    };
     match c.status().await {
         Ok(s) if s.leader() != 0 => {}
         _ => return false,
@@ -306,7 +330,12 @@ pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("failed to run etcdctl");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
