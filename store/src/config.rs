@@ -130,23 +130,9 @@ impl ServerConfig {
     /// `--initial-cluster` as (name, peer URL) pairs; without the flag, this member alone.
     pub fn initial_members(&self) -> Result<Vec<(String, Vec<String>)>> {
         let Some(spec) = &self.initial_cluster else {
-            return Ok(vec![(
-                self.name.clone(),
-                self.initial_advertise_peer_urls.clone(),
-            )]);
+            return Ok(vec![(self.name.clone(), self.initial_advertise_peer_urls.clone())]);
         };
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, url) = part.split_once('=').ok_or_else(|| {
-                Error::Config(format!("--initial-cluster: {part:?} is not name=peerURL"))
-            })?;
-            url::Url::parse(url)
-                .map_err(|e| Error::Config(format!("--initial-cluster: bad URL {url:?}: {e}")))?;
-            match out.iter_mut().find(|(n, _)| n == name) {
-                Some((_, urls)) => urls.push(url.to_string()),
-                None => out.push((name.to_string(), vec![url.to_string()])),
-            }
-        }
+        let out = parse_initial_cluster(spec)?;
         if !out.iter().any(|(n, _)| *n == self.name) {
             return Err(Error::Config(format!(
                 "--initial-cluster has no member named {:?} (this member's --name)",
@@ -170,6 +156,26 @@ impl ServerConfig {
         self.initial_members()?;
         Ok(())
     }
+}
+
+/// Parse an `--initial-cluster` value: `name=peerURL,...` (a name may repeat for several URLs).
+pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part
+            .split_once('=')
+            .ok_or_else(|| Error::Config(format!("--initial-cluster: {part:?} is not name=peerURL")))?;
+        url::Url::parse(url)
+            .map_err(|e| Error::Config(format!("--initial-cluster: bad URL {url:?}: {e}")))?;
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => out.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Config("--initial-cluster is empty".into()));
+    }
+    Ok(out)
 }
 
 /// The socket address to bind for a listen URL such as `http://127.0.0.1:2379`.

@@ -19,6 +19,7 @@
 //! waits for a read index (one leader heartbeat round shared by all reads waiting at that moment).
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ids;
@@ -26,6 +27,7 @@ pub mod mvcc;
 pub mod node;
 pub mod pb;
 pub mod raft;
+pub mod restore;
 pub mod server;
 
 pub use error::{Error, Result};

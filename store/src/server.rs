@@ -37,8 +37,11 @@ pub struct Identity {
     pub cluster_id: u64,
     /// This member's id.
     pub member_id: u64,
-    /// Set when this member bootstrapped the cluster (`--initial-cluster-state new`).
+    /// Set when this member bootstrapped the cluster (`--initial-cluster-state new`, or a
+    /// snapshot restore).
     pub bootstrapped: bool,
+    /// The initial membership to initialize Raft with, while it is not initialized yet.
+    pub bootstrap: Option<BTreeMap<u64, PeerNode>>,
 }
 
 const KEY_IDENTITY: &str = "identity";
@@ -72,19 +75,18 @@ pub fn write_identity(db: &Database, id: &Identity) -> Result<()> {
 
 /// Members and cluster id described by the bootstrap flags.
 pub fn bootstrap_members(cfg: &ServerConfig) -> Result<(u64, BTreeMap<u64, PeerNode>)> {
+    Ok(members_of(&cfg.initial_members()?, &cfg.initial_cluster_token))
+}
+
+/// Member ids and the cluster id of an initial cluster, as etcd derives them.
+pub fn members_of(initial: &[(String, Vec<String>)], token: &str) -> (u64, BTreeMap<u64, PeerNode>) {
     let mut members = BTreeMap::new();
-    for (name, urls) in cfg.initial_members()? {
-        let id = ids::member_id(&urls, &cfg.initial_cluster_token, None);
-        members.insert(
-            id,
-            PeerNode {
-                name,
-                peer_urls: urls,
-            },
-        );
+    for (name, urls) in initial {
+        let id = ids::member_id(urls, token, None);
+        members.insert(id, PeerNode { name: name.clone(), peer_urls: urls.clone() });
     }
     let ids: Vec<u64> = members.keys().copied().collect();
-    Ok((ids::cluster_id(&ids, &cfg.initial_cluster_token), members))
+    (ids::cluster_id(&ids, token), members)
 }
 
 fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
@@ -110,7 +112,7 @@ async fn identity(
     cfg: &ServerConfig,
     log_db: &Database,
     peers: &Peers,
-) -> Result<(Identity, bool)> {
+) -> Result<Identity> {
     if let Some(id) = read_identity(log_db)? {
         if cfg.initial_cluster_state == ClusterState::New
             && cfg.initial_cluster.is_some()
@@ -128,7 +130,7 @@ async fn identity(
                 )));
             }
         }
-        return Ok((id, false));
+        return Ok(id);
     }
     match cfg.initial_cluster_state {
         ClusterState::New => {
@@ -143,14 +145,7 @@ async fn identity(
                 .find(|(_, n)| n.name == cfg.name)
                 .map(|(id, _)| *id)
                 .unwrap_or(member_id);
-            Ok((
-                Identity {
-                    cluster_id,
-                    member_id: me,
-                    bootstrapped: true,
-                },
-                true,
-            ))
+            Ok(Identity { cluster_id, member_id: me, bootstrapped: true, bootstrap: Some(members) })
         }
         ClusterState::Existing => {
             let mine = &cfg.initial_advertise_peer_urls;
@@ -175,14 +170,12 @@ async fn identity(
                                 .find(|(_, n)| n.peer_urls.iter().any(|u| mine.contains(u)));
                             match found {
                                 Some((id, _)) => {
-                                    return Ok((
-                                        Identity {
-                                            cluster_id: info.cluster_id,
-                                            member_id: *id,
-                                            bootstrapped: false,
-                                        },
-                                        false,
-                                    ));
+                                    return Ok(Identity {
+                                        cluster_id: info.cluster_id,
+                                        member_id: *id,
+                                        bootstrapped: false,
+                                        bootstrap: None,
+                                    });
                                 }
                                 None => {
                                     return Err(Error::Config(format!(
@@ -259,7 +252,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
             .map_err(|e| Error::Config(format!("failed to listen on client URL {u}: {e}")))?;
         client_listeners.push(l);
     }
-    let (ident, fresh_bootstrap) = identity(&cfg, &log_db, &peers).await?;
+    let ident = identity(&cfg, &log_db, &peers).await?;
     write_identity(&log_db, &ident)?;
     peers.set_cluster_id(ident.cluster_id);
     tracing::info!(
@@ -301,9 +294,10 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         }));
     }
 
-    if fresh_bootstrap {
-        let (_, members) = bootstrap_members(&cfg)?;
-        if let Err(e) = raft.initialize(members).await {
+    // Initialize Raft once with the bootstrap membership; the stamp is kept until it took.
+    if let Some(members) = &ident.bootstrap {
+        let initialized = raft.is_initialized().await.unwrap_or(true);
+        if !initialized && let Err(e) = raft.initialize(members.clone()).await {
             tracing::debug!(error = %e, "raft already initialized");
         }
     }

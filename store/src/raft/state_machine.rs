@@ -73,6 +73,11 @@ impl SmShared {
         }))
     }
 
+    /// Begin a write transaction (offline tools only: the state machine owns writes).
+    pub fn begin_write(&self) -> Result<WriteTransaction> {
+        Ok(self.db.begin_write()?)
+    }
+
     /// Begin a read transaction.
     pub fn read(&self) -> Result<ReadTransaction> {
         Ok(self.db.begin_read()?)

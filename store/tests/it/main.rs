@@ -6,4 +6,5 @@ mod common;
 mod crash;
 mod etcd_client_crate;
 mod etcdctl;
+mod kvctl;
 mod membership;

@@ -1,0 +1,3 @@
+//! `kvctl`: an etcdctl-compatible command line for kvstore (and etcd).
+
+fn main() {}

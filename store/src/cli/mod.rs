@@ -1,0 +1,1 @@
+//! `kvctl`: the etcdctl v3 commands (placeholder).
