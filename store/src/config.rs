@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// Number of committed entries that trigger a snapshot and log compaction.
     #[arg(long, env = "KVSTORE_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Interval between progress notifications to watchers that asked for them (e.g. 10m, 5s).
+    #[arg(long = "experimental-watch-progress-notify-interval", env = "KVSTORE_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: Duration,
     /// Log level: debug, info, warn, error.
     #[arg(long, env = "KVSTORE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -176,6 +179,23 @@ pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<String>)>> {
         return Err(Error::Config("--initial-cluster is empty".into()));
     }
     Ok(out)
+}
+
+/// Parse a duration written as Go does for etcd flags: `500ms`, `5s`, `10m`, `1h`.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The socket address to bind for a listen URL such as `http://127.0.0.1:2379`.

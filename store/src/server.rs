@@ -317,6 +317,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         max_txn_ops: cfg.max_txn_ops,
         quota: cfg.quota(),
         min_lease_ttl: ((cfg.election_timeout * 3).div_ceil(2 * 1000)).max(1) as i64,
+        watch_progress_interval: cfg.watch_progress_notify_interval,
     };
     for l in client_listeners {
         let router = client_router(&api).await;

@@ -30,6 +30,8 @@ pub struct Api {
     pub quota: u64,
     /// The shortest lease TTL granted, in seconds.
     pub min_lease_ttl: i64,
+    /// Interval of progress notifications for watchers that asked for them.
+    pub watch_progress_interval: std::time::Duration,
 }
 
 impl Api {

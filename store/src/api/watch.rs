@@ -1,18 +1,39 @@
-//! `etcdserverpb.Watch`: not served yet; answers `Unimplemented`.
+//! `etcdserverpb.Watch`: many watches per stream, replay from history, live events from the
+//! state machine's apply stream, progress notifications, cancellation and compaction.
+//!
+//! Each stream is one task. Live events arrive through a bounded broadcast of applied batches;
+//! a stream that falls behind (its client stopped reading) is told it lagged and catches up
+//! from storage instead, as etcd's unsynced watchers do, so a stalled watcher costs neither
+//! memory nor writer throughput.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
+use prost::Message;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Api;
+use crate::mvcc::Span;
+use crate::mvcc::events::events_between;
+use crate::pb::mvccpb::{Event, event::EventType};
 use crate::pb::watch_server::Watch;
-use crate::pb::{WatchRequest, WatchResponse};
+use crate::pb::{
+    WatchCreateRequest, WatchRequest, WatchResponse, watch_create_request, watch_request,
+};
+use crate::raft::state_machine::{AppliedEvents, SmShared};
+
+/// Events read from storage per round of catch-up.
+const CATCH_UP_EVENTS: usize = 1000;
+/// Responses buffered per stream before the stream stops reading live events.
+const OUT_BUFFER: usize = 16;
 
 /// The Watch service.
 #[derive(Clone)]
 pub struct WatchService {
-    #[allow(dead_code)]
     api: Api,
 }
 
@@ -23,14 +44,279 @@ impl WatchService {
     }
 }
 
+struct Watcher {
+    span: Span,
+    no_put: bool,
+    no_delete: bool,
+    prev_kv: bool,
+    progress_notify: bool,
+    fragment: bool,
+    /// The first revision this watcher has not been sent yet.
+    next_rev: i64,
+}
+
+impl Watcher {
+    fn wants(&self, e: &Event) -> bool {
+        let Some(kv) = &e.kv else { return false };
+        if kv.mod_revision < self.next_rev || !self.span.contains(&kv.key) {
+            return false;
+        }
+        let delete = e.r#type == EventType::Delete as i32;
+        !(delete && self.no_delete || !delete && self.no_put)
+    }
+
+    fn shape(&self, e: &Event) -> Event {
+        let mut e = e.clone();
+        if !self.prev_kv {
+            e.prev_kv = None;
+        }
+        e
+    }
+}
+
+/// One client stream.
+struct Session {
+    api: Api,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    watchers: BTreeMap<i64, Watcher>,
+    next_id: i64,
+}
+
+type Closed = ();
+
+impl Session {
+    async fn send(&self, r: WatchResponse) -> Result<(), Closed> {
+        self.out.send(Ok(r)).await.map_err(|_| ())
+    }
+
+    fn response(&self, watch_id: i64, revision: i64) -> WatchResponse {
+        WatchResponse { header: Some(self.api.node.header_at(revision)), watch_id, ..Default::default() }
+    }
+
+    async fn create(&mut self, req: WatchCreateRequest) -> Result<(), Closed> {
+        let revs = self.api.node.sm.revs();
+        let fail = |reason: &str| WatchResponse {
+            header: Some(self.api.node.header()),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        };
+        if req.start_revision < 0 {
+            return self.send(fail("etcdserver: mvcc: required revision is a future revision")).await;
+        }
+        let id = if req.watch_id != 0 {
+            if self.watchers.contains_key(&req.watch_id) {
+                return self.send(fail("etcdserver: duplicate watch ID provided on the WatchStream")).await;
+            }
+            req.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        self.next_id = self.next_id.max(id + 1);
+        let key = if req.key.is_empty() { vec![0] } else { req.key.clone() };
+        let filters = &req.filters;
+        let w = Watcher {
+            span: Span::new(&key, &req.range_end),
+            no_put: filters.contains(&(watch_create_request::FilterType::Noput as i32)),
+            no_delete: filters.contains(&(watch_create_request::FilterType::Nodelete as i32)),
+            prev_kv: req.prev_kv,
+            progress_notify: req.progress_notify,
+            fragment: req.fragment,
+            next_rev: if req.start_revision > 0 { req.start_revision } else { revs.current + 1 },
+        };
+        let mut created = self.response(id, revs.current);
+        created.created = true;
+        self.send(created).await?;
+        if req.start_revision > 0 && req.start_revision < revs.compact {
+            let mut c = self.response(id, revs.current);
+            c.canceled = true;
+            c.compact_revision = revs.compact;
+            c.cancel_reason = "etcdserver: mvcc: required revision has been compacted".into();
+            return self.send(c).await;
+        }
+        let behind = w.next_rev <= revs.current;
+        self.watchers.insert(id, w);
+        if behind { self.catch_up(id).await } else { Ok(()) }
+    }
+
+    /// Send watcher `id` everything from its next revision up to the current one, from storage.
+    async fn catch_up(&mut self, id: i64) -> Result<(), Closed> {
+        loop {
+            let Some(w) = self.watchers.get(&id) else { return Ok(()) };
+            let (from, span) = (w.next_rev, w.span.clone());
+            let sm: Arc<SmShared> = self.api.node.sm.clone();
+            let read = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+                let txn = sm.read()?;
+                let revs = SmShared::revs_in(&txn)?;
+                if from < revs.compact {
+                    return Ok(Err(revs.compact));
+                }
+                let (events, scanned) =
+                    events_between(&txn, from, revs.current, CATCH_UP_EVENTS, &|k| span.contains(k))?;
+                Ok(Ok((events, scanned, revs.current)))
+            })
+            .await;
+            let read = match read {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "watch catch-up read failed");
+                    return self.cancel(id, "etcdserver: watch catch-up failed").await;
+                }
+                Err(_) => return Err(()),
+            };
+            match read {
+                Err(compact) => {
+                    self.watchers.remove(&id);
+                    let mut c = self.response(id, 0);
+                    c.canceled = true;
+                    c.compact_revision = compact;
+                    c.cancel_reason = "etcdserver: mvcc: required revision has been compacted".into();
+                    return self.send(c).await;
+                }
+                Ok((events, scanned, current)) => {
+                    let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
+                    let events: Vec<Event> = events.iter().filter(|e| w.wants(e)).map(|e| w.shape(e)).collect();
+                    w.next_rev = scanned + 1;
+                    let fragment = w.fragment;
+                    if !events.is_empty() {
+                        self.send_events(id, scanned.min(current), events, fragment).await?;
+                    }
+                    if scanned >= current {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_events(&self, id: i64, revision: i64, events: Vec<Event>, fragment: bool) -> Result<(), Closed> {
+        let limit = self.api.max_request_bytes;
+        let mut resp = self.response(id, revision);
+        resp.events = events;
+        if !fragment || resp.encoded_len() <= limit {
+            return self.send(resp).await;
+        }
+        // Split into fragments under the limit; all but the last carry `fragment = true`.
+        let all = std::mem::take(&mut resp.events);
+        let mut part = Vec::new();
+        let mut size = 0;
+        let n = all.len();
+        for (i, e) in all.into_iter().enumerate() {
+            let len = e.encoded_len() + 8;
+            if !part.is_empty() && size + len > limit {
+                let mut r = self.response(id, revision);
+                r.events = std::mem::take(&mut part);
+                r.fragment = true;
+                self.send(r).await?;
+                size = 0;
+            }
+            size += len;
+            part.push(e);
+            if i + 1 == n {
+                let mut r = self.response(id, revision);
+                r.events = std::mem::take(&mut part);
+                self.send(r).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, id: i64, reason: &str) -> Result<(), Closed> {
+        if self.watchers.remove(&id).is_none() {
+            return Ok(());
+        }
+        let mut c = self.response(id, 0);
+        c.canceled = true;
+        c.cancel_reason = reason.to_string();
+        self.send(c).await
+    }
+
+    async fn deliver(&mut self, batch: &AppliedEvents) -> Result<(), Closed> {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let Some(w) = self.watchers.get_mut(&id) else { continue };
+            let events: Vec<Event> = batch.events.iter().filter(|e| w.wants(e)).map(|e| w.shape(e)).collect();
+            w.next_rev = w.next_rev.max(batch.revision + 1);
+            let fragment = w.fragment;
+            if !events.is_empty() {
+                self.send_events(id, batch.revision, events, fragment).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, req: WatchRequest) -> Result<(), Closed> {
+        match req.request_union {
+            Some(watch_request::RequestUnion::CreateRequest(c)) => self.create(c).await,
+            Some(watch_request::RequestUnion::CancelRequest(c)) => self.cancel(c.watch_id, "").await,
+            Some(watch_request::RequestUnion::ProgressRequest(_)) => {
+                self.send(self.response(-1, self.api.node.sm.revs().current)).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn run(mut self, mut input: Streaming<WatchRequest>) {
+        let mut live = self.api.node.sm.subscribe();
+        let mut tick = tokio::time::interval(self.api.watch_progress_interval);
+        tick.tick().await;
+        loop {
+            let step = tokio::select! {
+                req = input.next() => match req {
+                    Some(Ok(r)) => self.handle(r).await,
+                    _ => Err(()),
+                },
+                ev = live.recv() => match ev {
+                    Ok(batch) => self.deliver(&batch).await,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+                        let mut r = Ok(());
+                        for id in ids {
+                            r = self.catch_up(id).await;
+                            if r.is_err() {
+                                break;
+                            }
+                        }
+                        r
+                    }
+                    Err(broadcast::error::RecvError::Closed) => Err(()),
+                },
+                _ = tick.tick() => {
+                    let current = self.api.node.sm.revs().current;
+                    let ids: Vec<i64> = self.watchers.iter().filter(|(_, w)| w.progress_notify).map(|(i, _)| *i).collect();
+                    let mut r = Ok(());
+                    for id in ids {
+                        r = self.send(self.response(id, current)).await;
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    r
+                }
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Watch for WatchService {
-    type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+    type WatchStream = WatchStream;
 
-    async fn watch(
-        &self,
-        _req: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("watch is not available yet"))
+    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+        let input = req.into_inner();
+        let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        let session = Session { api: self.api.clone(), out: tx, watchers: BTreeMap::new(), next_id: 0 };
+        tokio::spawn(session.run(input));
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 }

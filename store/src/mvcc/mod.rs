@@ -12,6 +12,7 @@
 //! - [`txn`]: txn validation and compare evaluation;
 //! - [`hash`]: `Hash` and `HashKV`.
 
+pub mod events;
 pub mod hash;
 pub mod read;
 pub mod tables;
