@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod lessor;
 pub mod mvcc;
 pub mod node;
 pub mod pb;

@@ -49,6 +49,8 @@ pub struct Node {
     /// Run-time settings.
     pub settings: NodeSettings,
     reads: mpsc::UnboundedSender<ReadWaiter>,
+    /// Lease deadlines, while leader.
+    pub(crate) lessor: crate::lessor::Lessor,
 }
 
 impl Node {
@@ -71,10 +73,12 @@ impl Node {
             peers,
             settings,
             reads: tx,
+            lessor: Default::default(),
         });
         tokio::spawn(read_batcher(Arc::downgrade(&node), rx));
         tokio::spawn(publish_attributes(Arc::downgrade(&node)));
         tokio::spawn(promote_caught_up(Arc::downgrade(&node)));
+        tokio::spawn(crate::lessor::expiry_loop(Arc::downgrade(&node)));
         node
     }
 
@@ -101,6 +105,11 @@ impl Node {
     /// The header for a response at the current revision.
     pub fn header(&self) -> ResponseHeader {
         self.header_at(0)
+    }
+
+    /// The leader's id and peer URL, if one is known.
+    pub fn leader_url(&self) -> Option<(u64, String)> {
+        self.leader()
     }
 
     /// The leader's peer URL and id, if one is known.

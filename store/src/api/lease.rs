@@ -7,6 +7,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Api, unexpected};
+use crate::lessor::LeaseOp;
 use crate::pb::lease_server::Lease;
 use crate::pb::*;
 use crate::raft::{Command, CommandResponse};
@@ -66,12 +67,10 @@ impl LeaseService {
     }
 
     /// Serve a time-to-live query.
-    pub async fn time_to_live(
-        &self,
-        req: LeaseTimeToLiveRequest,
-    ) -> Result<LeaseTimeToLiveResponse, Status> {
-        self.api.node.linearize().await?;
-        let Some(granted) = self.find(req.id)? else {
+    pub async fn time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Status> {
+        let ttl = self.api.node.lease_op(LeaseOp::TimeToLive(req.id)).await?;
+        let granted = self.find(req.id)?;
+        let (Some(granted), true) = (granted, ttl >= 0) else {
             return Ok(LeaseTimeToLiveResponse {
                 header: Some(self.api.node.header()),
                 id: req.id,
@@ -79,15 +78,11 @@ impl LeaseService {
                 ..Default::default()
             });
         };
-        let keys = if req.keys {
-            self.api.node.sm.lease_keys(req.id)?
-        } else {
-            Vec::new()
-        };
+        let keys = if req.keys { self.api.node.sm.lease_keys(req.id)? } else { Vec::new() };
         Ok(LeaseTimeToLiveResponse {
             header: Some(self.api.node.header()),
             id: req.id,
-            ttl: granted,
+            ttl,
             granted_ttl: granted,
             keys,
         })
@@ -110,14 +105,10 @@ impl LeaseService {
         })
     }
 
-    /// Answer one keep-alive.
+    /// Answer one keep-alive (at the leader).
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-        let ttl = self.find(id)?.unwrap_or(0);
-        Ok(LeaseKeepAliveResponse {
-            header: Some(self.api.node.header()),
-            id,
-            ttl,
-        })
+        let ttl = self.api.node.lease_op(LeaseOp::KeepAlive(id)).await?;
+        Ok(LeaseKeepAliveResponse { header: Some(self.api.node.header()), id, ttl })
     }
 }
 

@@ -172,6 +172,19 @@ impl Peers {
         decode("cluster info", &resp.payload).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 
+    /// Ask the leader at `url` a lease question.
+    pub async fn lease(
+        &self,
+        url: &str,
+        op: crate::lessor::LeaseOp,
+    ) -> Result<Result<i64, EtcdError>, tonic::Status> {
+        let mut req = tonic::Request::new(self.message(&op));
+        req.set_timeout(Duration::from_secs(3));
+        let mut c = self.client(url).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = c.lease(req).await?.into_inner();
+        decode("lease response", &resp.payload).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
     /// Ask the member at `url` to campaign for leadership.
     pub async fn campaign(&self, url: &str) -> Result<(), tonic::Status> {
         let mut req = tonic::Request::new(self.message(&()));

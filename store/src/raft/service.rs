@@ -125,6 +125,13 @@ impl RaftPeer for PeerService {
         reply(&self.node()?.cluster_info())
     }
 
+    async fn lease(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let op: crate::lessor::LeaseOp = payload(&msg)?;
+        reply(&self.node()?.lease_local(op))
+    }
+
     async fn campaign(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let msg = req.into_inner();
         self.check(&msg)?;
