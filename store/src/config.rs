@@ -133,7 +133,10 @@ impl ServerConfig {
     /// `--initial-cluster` as (name, peer URL) pairs; without the flag, this member alone.
     pub fn initial_members(&self) -> Result<Vec<(String, Vec<String>)>> {
         let Some(spec) = &self.initial_cluster else {
-            return Ok(vec![(self.name.clone(), self.initial_advertise_peer_urls.clone())]);
+            return Ok(vec![(
+                self.name.clone(),
+                self.initial_advertise_peer_urls.clone(),
+            )]);
         };
         let out = parse_initial_cluster(spec)?;
         if !out.iter().any(|(n, _)| *n == self.name) {
@@ -165,9 +168,9 @@ impl ServerConfig {
 pub fn parse_initial_cluster(spec: &str) -> Result<Vec<(String, Vec<String>)>> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, url) = part
-            .split_once('=')
-            .ok_or_else(|| Error::Config(format!("--initial-cluster: {part:?} is not name=peerURL")))?;
+        let (name, url) = part.split_once('=').ok_or_else(|| {
+            Error::Config(format!("--initial-cluster: {part:?} is not name=peerURL"))
+        })?;
         url::Url::parse(url)
             .map_err(|e| Error::Config(format!("--initial-cluster: bad URL {url:?}: {e}")))?;
         match out.iter_mut().find(|(n, _)| n == name) {
@@ -193,7 +196,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(secs))
 }

@@ -50,7 +50,9 @@ impl Lessor {
         let live: std::collections::HashSet<i64> = leases.iter().map(|(id, _)| *id).collect();
         s.deadlines.retain(|id, _| live.contains(id));
         for (id, ttl) in leases {
-            s.deadlines.entry(*id).or_insert(now + Duration::from_secs(*ttl as u64));
+            s.deadlines
+                .entry(*id)
+                .or_insert(now + Duration::from_secs(*ttl as u64));
         }
     }
 
@@ -63,12 +65,17 @@ impl Lessor {
     fn expired(&self) -> Vec<i64> {
         let s = self.state.lock().expect("lessor poisoned");
         let now = Instant::now();
-        s.deadlines.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect()
+        s.deadlines
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     fn renew(&self, id: i64, ttl: i64) {
         let mut s = self.state.lock().expect("lessor poisoned");
-        s.deadlines.insert(id, Instant::now() + Duration::from_secs(ttl as u64));
+        s.deadlines
+            .insert(id, Instant::now() + Duration::from_secs(ttl as u64));
     }
 
     fn remaining(&self, id: i64, ttl: i64) -> i64 {
@@ -85,7 +92,12 @@ impl Lessor {
 
 impl Node {
     fn lease_ttl(&self, id: i64) -> Option<i64> {
-        self.sm.leases().ok()?.into_iter().find(|(l, _)| *l == id).map(|(_, r)| r.ttl)
+        self.sm
+            .leases()
+            .ok()?
+            .into_iter()
+            .find(|(l, _)| *l == id)
+            .map(|(_, r)| r.ttl)
     }
 
     /// Answer a lease query as the leader.
@@ -142,12 +154,18 @@ pub async fn expiry_loop(node: Weak<Node>) {
             continue;
         }
         let leases: Vec<(i64, i64)> =
-            n.sm.leases().unwrap_or_default().into_iter().map(|(id, r)| (id, r.ttl)).collect();
+            n.sm.leases()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, r)| (id, r.ttl))
+                .collect();
         n.lessor.enter_term(m.current_term, &leases);
         for id in n.lessor.expired() {
             match n.propose_local(Command::LeaseRevoke { id }).await {
                 Ok(_) => tracing::info!(lease = %format!("{id:016x}"), "lease expired and revoked"),
-                Err(e) => tracing::debug!(lease = %format!("{id:016x}"), error = %e, "lease revoke failed"),
+                Err(e) => {
+                    tracing::debug!(lease = %format!("{id:016x}"), error = %e, "lease revoke failed")
+                }
             }
             // Either revoked or already gone: forget it; a failure is retried next round.
             let mut s = n.lessor.state.lock().expect("lessor poisoned");

@@ -11,15 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::api::Api;
-use crate::api::auth::AuthService;
-use crate::api::cluster::ClusterService;
-use crate::api::kv::KvService;
-use crate::api::lease::LeaseService;
-use crate::api::maintenance::MaintenanceService;
-use crate::api::watch::WatchService;
+use crate::api::{Api, Services};
 use crate::config::{ClusterState, ServerConfig, listen_addr};
 use crate::error::{Error, Result};
+use crate::gateway;
 use crate::ids;
 use crate::mvcc::tables::{decode, encode};
 use crate::node::{Node, NodeSettings};
@@ -75,15 +70,27 @@ pub fn write_identity(db: &Database, id: &Identity) -> Result<()> {
 
 /// Members and cluster id described by the bootstrap flags.
 pub fn bootstrap_members(cfg: &ServerConfig) -> Result<(u64, BTreeMap<u64, PeerNode>)> {
-    Ok(members_of(&cfg.initial_members()?, &cfg.initial_cluster_token))
+    Ok(members_of(
+        &cfg.initial_members()?,
+        &cfg.initial_cluster_token,
+    ))
 }
 
 /// Member ids and the cluster id of an initial cluster, as etcd derives them.
-pub fn members_of(initial: &[(String, Vec<String>)], token: &str) -> (u64, BTreeMap<u64, PeerNode>) {
+pub fn members_of(
+    initial: &[(String, Vec<String>)],
+    token: &str,
+) -> (u64, BTreeMap<u64, PeerNode>) {
     let mut members = BTreeMap::new();
     for (name, urls) in initial {
         let id = ids::member_id(urls, token, None);
-        members.insert(id, PeerNode { name: name.clone(), peer_urls: urls.clone() });
+        members.insert(
+            id,
+            PeerNode {
+                name: name.clone(),
+                peer_urls: urls.clone(),
+            },
+        );
     }
     let ids: Vec<u64> = members.keys().copied().collect();
     (ids::cluster_id(&ids, token), members)
@@ -108,11 +115,7 @@ fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
 }
 
 /// Work out who we are: from the data directory if it has been used, else from the flags.
-async fn identity(
-    cfg: &ServerConfig,
-    log_db: &Database,
-    peers: &Peers,
-) -> Result<Identity> {
+async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Result<Identity> {
     if let Some(id) = read_identity(log_db)? {
         if cfg.initial_cluster_state == ClusterState::New
             && cfg.initial_cluster.is_some()
@@ -145,7 +148,12 @@ async fn identity(
                 .find(|(_, n)| n.name == cfg.name)
                 .map(|(id, _)| *id)
                 .unwrap_or(member_id);
-            Ok(Identity { cluster_id, member_id: me, bootstrapped: true, bootstrap: Some(members) })
+            Ok(Identity {
+                cluster_id,
+                member_id: me,
+                bootstrapped: true,
+                bootstrap: Some(members),
+            })
         }
         ClusterState::Existing => {
             let mine = &cfg.initial_advertise_peer_urls;
@@ -319,10 +327,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         min_lease_ttl: ((cfg.election_timeout * 3).div_ceil(2 * 1000)).max(1) as i64,
         watch_progress_interval: cfg.watch_progress_notify_interval,
     };
+    let app = client_router(&api).await;
     for l in client_listeners {
-        let router = client_router(&api).await;
+        let app = app.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = router.serve_with_incoming(TcpListenerStream::new(l)).await {
+            if let Err(e) = gateway::serve(l, app).await {
                 tracing::error!(error = %e, "client server stopped");
             }
         }));
@@ -330,36 +339,25 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     Ok(Server { node, tasks })
 }
 
-async fn client_router(api: &Api) -> tonic::transport::server::Router {
+/// The client-port router: etcd's gRPC services plus the HTTP gateway and health routes.
+async fn client_router(api: &Api) -> axum::Router {
     let max = api.max_request_bytes + 512 * 1024;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(health)
+    let s = Services::new(api.clone());
+    let routes = tonic::service::Routes::new(health)
+        .add_service(pb::kv_server::KvServer::new(s.kv.clone()).max_decoding_message_size(max))
+        .add_service(pb::watch_server::WatchServer::new(s.watch.clone()))
+        .add_service(pb::lease_server::LeaseServer::new(s.lease.clone()))
+        .add_service(pb::cluster_server::ClusterServer::new(s.cluster.clone()))
         .add_service(
-            pb::kv_server::KvServer::new(KvService::new(api.clone()))
+            pb::maintenance_server::MaintenanceServer::new(s.maintenance.clone())
                 .max_decoding_message_size(max),
         )
-        .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
-            api.clone(),
-        )))
-        .add_service(
-            pb::maintenance_server::MaintenanceServer::new(MaintenanceService::new(api.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(pb::lease_server::LeaseServer::new(LeaseService::new(
-            api.clone(),
-        )))
-        .add_service(pb::watch_server::WatchServer::new(WatchService::new(
-            api.clone(),
-        )))
-        .add_service(pb::auth_server::AuthServer::new(AuthService::new(
-            api.clone(),
-        )))
+        .add_service(pb::auth_server::AuthServer::new(s.auth.clone()));
+    gateway::router(routes, s)
 }
 
 /// Run a member until SIGTERM or Ctrl-C.

@@ -67,7 +67,10 @@ impl LeaseService {
     }
 
     /// Serve a time-to-live query.
-    pub async fn time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, Status> {
+    pub async fn time_to_live(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
         let ttl = self.api.node.lease_op(LeaseOp::TimeToLive(req.id)).await?;
         let granted = self.find(req.id)?;
         let (Some(granted), true) = (granted, ttl >= 0) else {
@@ -78,7 +81,11 @@ impl LeaseService {
                 ..Default::default()
             });
         };
-        let keys = if req.keys { self.api.node.sm.lease_keys(req.id)? } else { Vec::new() };
+        let keys = if req.keys {
+            self.api.node.sm.lease_keys(req.id)?
+        } else {
+            Vec::new()
+        };
         Ok(LeaseTimeToLiveResponse {
             header: Some(self.api.node.header()),
             id: req.id,
@@ -108,7 +115,11 @@ impl LeaseService {
     /// Answer one keep-alive (at the leader).
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
         let ttl = self.api.node.lease_op(LeaseOp::KeepAlive(id)).await?;
-        Ok(LeaseKeepAliveResponse { header: Some(self.api.node.header()), id, ttl })
+        Ok(LeaseKeepAliveResponse {
+            header: Some(self.api.node.header()),
+            id,
+            ttl,
+        })
     }
 }
 

@@ -79,6 +79,40 @@ impl Api {
     }
 }
 
+/// Every client-facing service, built once and shared by gRPC and the HTTP gateway.
+#[derive(Clone)]
+pub struct Services {
+    /// KV.
+    pub kv: kv::KvService,
+    /// Watch.
+    pub watch: watch::WatchService,
+    /// Lease.
+    pub lease: lease::LeaseService,
+    /// Cluster.
+    pub cluster: cluster::ClusterService,
+    /// Maintenance.
+    pub maintenance: maintenance::MaintenanceService,
+    /// Auth.
+    pub auth: auth::AuthService,
+    /// The shared state.
+    pub api: Api,
+}
+
+impl Services {
+    /// Build every service over `api`.
+    pub fn new(api: Api) -> Self {
+        Services {
+            kv: kv::KvService::new(api.clone()),
+            watch: watch::WatchService::new(api.clone()),
+            lease: lease::LeaseService::new(api.clone()),
+            cluster: cluster::ClusterService::new(api.clone()),
+            maintenance: maintenance::MaintenanceService::new(api.clone()),
+            auth: auth::AuthService::new(api.clone()),
+            api,
+        }
+    }
+}
+
 /// A response of an unexpected kind from the state machine.
 pub fn unexpected(r: &CommandResponse) -> Status {
     Status::internal(format!("unexpected apply response {r:?}"))

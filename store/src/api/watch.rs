@@ -90,7 +90,11 @@ impl Session {
     }
 
     fn response(&self, watch_id: i64, revision: i64) -> WatchResponse {
-        WatchResponse { header: Some(self.api.node.header_at(revision)), watch_id, ..Default::default() }
+        WatchResponse {
+            header: Some(self.api.node.header_at(revision)),
+            watch_id,
+            ..Default::default()
+        }
     }
 
     async fn create(&mut self, req: WatchCreateRequest) -> Result<(), Closed> {
@@ -104,11 +108,19 @@ impl Session {
             ..Default::default()
         };
         if req.start_revision < 0 {
-            return self.send(fail("etcdserver: mvcc: required revision is a future revision")).await;
+            return self
+                .send(fail(
+                    "etcdserver: mvcc: required revision is a future revision",
+                ))
+                .await;
         }
         let id = if req.watch_id != 0 {
             if self.watchers.contains_key(&req.watch_id) {
-                return self.send(fail("etcdserver: duplicate watch ID provided on the WatchStream")).await;
+                return self
+                    .send(fail(
+                        "etcdserver: duplicate watch ID provided on the WatchStream",
+                    ))
+                    .await;
             }
             req.watch_id
         } else {
@@ -118,7 +130,11 @@ impl Session {
             self.next_id
         };
         self.next_id = self.next_id.max(id + 1);
-        let key = if req.key.is_empty() { vec![0] } else { req.key.clone() };
+        let key = if req.key.is_empty() {
+            vec![0]
+        } else {
+            req.key.clone()
+        };
         let filters = &req.filters;
         let w = Watcher {
             span: Span::new(&key, &req.range_end),
@@ -127,7 +143,11 @@ impl Session {
             prev_kv: req.prev_kv,
             progress_notify: req.progress_notify,
             fragment: req.fragment,
-            next_rev: if req.start_revision > 0 { req.start_revision } else { revs.current + 1 },
+            next_rev: if req.start_revision > 0 {
+                req.start_revision
+            } else {
+                revs.current + 1
+            },
         };
         let mut created = self.response(id, revs.current);
         created.created = true;
@@ -141,13 +161,19 @@ impl Session {
         }
         let behind = w.next_rev <= revs.current;
         self.watchers.insert(id, w);
-        if behind { self.catch_up(id).await } else { Ok(()) }
+        if behind {
+            self.catch_up(id).await
+        } else {
+            Ok(())
+        }
     }
 
     /// Send watcher `id` everything from its next revision up to the current one, from storage.
     async fn catch_up(&mut self, id: i64) -> Result<(), Closed> {
         loop {
-            let Some(w) = self.watchers.get(&id) else { return Ok(()) };
+            let Some(w) = self.watchers.get(&id) else {
+                return Ok(());
+            };
             let (from, span) = (w.next_rev, w.span.clone());
             let sm: Arc<SmShared> = self.api.node.sm.clone();
             let read = tokio::task::spawn_blocking(move || -> crate::Result<_> {
@@ -157,7 +183,9 @@ impl Session {
                     return Ok(Err(revs.compact));
                 }
                 let (events, scanned) =
-                    events_between(&txn, from, revs.current, CATCH_UP_EVENTS, &|k| span.contains(k))?;
+                    events_between(&txn, from, revs.current, CATCH_UP_EVENTS, &|k| {
+                        span.contains(k)
+                    })?;
                 Ok(Ok((events, scanned, revs.current)))
             })
             .await;
@@ -175,16 +203,24 @@ impl Session {
                     let mut c = self.response(id, 0);
                     c.canceled = true;
                     c.compact_revision = compact;
-                    c.cancel_reason = "etcdserver: mvcc: required revision has been compacted".into();
+                    c.cancel_reason =
+                        "etcdserver: mvcc: required revision has been compacted".into();
                     return self.send(c).await;
                 }
                 Ok((events, scanned, current)) => {
-                    let Some(w) = self.watchers.get_mut(&id) else { return Ok(()) };
-                    let events: Vec<Event> = events.iter().filter(|e| w.wants(e)).map(|e| w.shape(e)).collect();
+                    let Some(w) = self.watchers.get_mut(&id) else {
+                        return Ok(());
+                    };
+                    let events: Vec<Event> = events
+                        .iter()
+                        .filter(|e| w.wants(e))
+                        .map(|e| w.shape(e))
+                        .collect();
                     w.next_rev = scanned + 1;
                     let fragment = w.fragment;
                     if !events.is_empty() {
-                        self.send_events(id, scanned.min(current), events, fragment).await?;
+                        self.send_events(id, scanned.min(current), events, fragment)
+                            .await?;
                     }
                     if scanned >= current {
                         return Ok(());
@@ -194,7 +230,13 @@ impl Session {
         }
     }
 
-    async fn send_events(&self, id: i64, revision: i64, events: Vec<Event>, fragment: bool) -> Result<(), Closed> {
+    async fn send_events(
+        &self,
+        id: i64,
+        revision: i64,
+        events: Vec<Event>,
+        fragment: bool,
+    ) -> Result<(), Closed> {
         let limit = self.api.max_request_bytes;
         let mut resp = self.response(id, revision);
         resp.events = events;
@@ -239,12 +281,20 @@ impl Session {
     async fn deliver(&mut self, batch: &AppliedEvents) -> Result<(), Closed> {
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
-            let Some(w) = self.watchers.get_mut(&id) else { continue };
-            let events: Vec<Event> = batch.events.iter().filter(|e| w.wants(e)).map(|e| w.shape(e)).collect();
+            let Some(w) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            let events: Vec<Event> = batch
+                .events
+                .iter()
+                .filter(|e| w.wants(e))
+                .map(|e| w.shape(e))
+                .collect();
             w.next_rev = w.next_rev.max(batch.revision + 1);
             let fragment = w.fragment;
             if !events.is_empty() {
-                self.send_events(id, batch.revision, events, fragment).await?;
+                self.send_events(id, batch.revision, events, fragment)
+                    .await?;
             }
         }
         Ok(())
@@ -253,24 +303,39 @@ impl Session {
     async fn handle(&mut self, req: WatchRequest) -> Result<(), Closed> {
         match req.request_union {
             Some(watch_request::RequestUnion::CreateRequest(c)) => self.create(c).await,
-            Some(watch_request::RequestUnion::CancelRequest(c)) => self.cancel(c.watch_id, "").await,
+            Some(watch_request::RequestUnion::CancelRequest(c)) => {
+                self.cancel(c.watch_id, "").await
+            }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
-                self.send(self.response(-1, self.api.node.sm.revs().current)).await
+                self.send(self.response(-1, self.api.node.sm.revs().current))
+                    .await
             }
             None => Ok(()),
         }
     }
 
-    async fn run(mut self, mut input: Streaming<WatchRequest>) {
+    async fn run<S>(mut self, mut input: S)
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
+    {
         let mut live = self.api.node.sm.subscribe();
         let mut tick = tokio::time::interval(self.api.watch_progress_interval);
         tick.tick().await;
+        // A client that closes its sending side keeps its watches (as etcd): only a closed
+        // receiving side or a stream error ends the session.
+        let mut input_open = true;
         loop {
+            let out = self.out.clone();
             let step = tokio::select! {
-                req = input.next() => match req {
+                req = input.next(), if input_open => match req {
                     Some(Ok(r)) => self.handle(r).await,
-                    _ => Err(()),
+                    Some(Err(_)) => Err(()),
+                    None => {
+                        input_open = false;
+                        Ok(())
+                    }
                 },
+                _ = out.closed() => Err(()),
                 ev = live.recv() => match ev {
                     Ok(batch) => self.deliver(&batch).await,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -306,17 +371,35 @@ impl Session {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+/// A stream of watch responses.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+impl WatchService {
+    /// Serve one watch session fed by `input` (gRPC or the HTTP gateway).
+    pub fn open<S>(&self, input: S) -> WatchStream
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        let session = Session {
+            api: self.api.clone(),
+            out: tx,
+            watchers: BTreeMap::new(),
+            next_id: 0,
+        };
+        tokio::spawn(session.run(input));
+        Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
 
 #[tonic::async_trait]
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
-        let input = req.into_inner();
-        let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        let session = Session { api: self.api.clone(), out: tx, watchers: BTreeMap::new(), next_id: 0 };
-        tokio::spawn(session.run(input));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<WatchStream>, Status> {
+        Ok(Response::new(self.open(req.into_inner())))
     }
 }

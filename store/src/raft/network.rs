@@ -180,7 +180,9 @@ impl Peers {
     ) -> Result<Result<i64, EtcdError>, tonic::Status> {
         let mut req = tonic::Request::new(self.message(&op));
         req.set_timeout(Duration::from_secs(3));
-        let mut c = self.client(url).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
         let resp = c.lease(req).await?.into_inner();
         decode("lease response", &resp.payload).map_err(|e| tonic::Status::internal(e.to_string()))
     }

@@ -183,6 +183,13 @@ impl SmShared {
         Ok(out)
     }
 
+    /// Number of live keys.
+    pub fn key_count(&self) -> Result<u64> {
+        let txn = self.read()?;
+        let t = txn.open_table(KV_LATEST)?;
+        Ok(redb::ReadableTableMetadata::len(&t)?)
+    }
+
     /// Keys attached to lease `id`.
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
         let txn = self.read()?;
