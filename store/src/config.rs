@@ -97,6 +97,9 @@ pub struct ServerConfig {
     /// Number of committed entries that trigger a snapshot and log compaction.
     #[arg(long, env = "KVSTORE_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Maximum number of raft snapshot files to retain (0 is unlimited, as etcd; we keep 1+).
+    #[arg(long, env = "KVSTORE_MAX_SNAPSHOTS", default_value_t = 5)]
+    pub max_snapshots: usize,
     /// Interval between progress notifications to watchers that asked for them (e.g. 10m, 5s).
     #[arg(long = "experimental-watch-progress-notify-interval", env = "KVSTORE_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub watch_progress_notify_interval: Duration,

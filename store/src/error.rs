@@ -26,13 +26,13 @@ pub enum EtcdError {
     #[error("etcdserver: duplicate key given in txn request")]
     DuplicateKey,
     /// A revision at or below the compaction point.
-    #[error("mvcc: required revision has been compacted")]
+    #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted,
     /// A revision above the current one.
-    #[error("mvcc: required revision is a future revision")]
+    #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRev,
     /// Quota exceeded: the NOSPACE alarm is active.
-    #[error("mvcc: database space exceeded")]
+    #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
     /// Unknown lease.
     #[error("etcdserver: requested lease not found")]
@@ -210,7 +210,10 @@ mod tests {
     fn etcd_texts_and_codes() {
         let s: Status = EtcdError::Compacted.into();
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(s.message(), "mvcc: required revision has been compacted");
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
         let s: Status = EtcdError::KeyNotProvided.into();
         assert_eq!(s.code(), Code::InvalidArgument);
         assert_eq!(s.message(), "etcdserver: key is not provided");

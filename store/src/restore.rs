@@ -56,7 +56,9 @@ pub fn verify(path: &Path) -> Result<u64> {
     let mut trailer = [0u8; 32];
     f.read_exact(&mut trailer)?;
     if sha.finalize().as_slice() != trailer {
-        return Err(bad("SHA-256 checksum mismatch: the file is corrupted".into()));
+        return Err(bad(
+            "SHA-256 checksum mismatch: the file is corrupted".into()
+        ));
     }
     Ok(payload)
 }
@@ -78,14 +80,22 @@ pub fn status(path: &Path) -> Result<SnapshotStatus> {
                 hash = crc32c::crc32c_append(hash, &v);
             }
             Record::Meta(k, v) if k == META_REVISION => {
-                let b: [u8; 8] = v.as_slice().try_into().map_err(|_| Error::decode("revision", "size"))?;
+                let b: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Error::decode("revision", "size"))?;
                 revision = i64::from_be_bytes(b);
             }
             Record::End => break,
             _ => {}
         }
     }
-    Ok(SnapshotStatus { hash, revision: revision.max(1), total_keys, total_size })
+    Ok(SnapshotStatus {
+        hash,
+        revision: revision.max(1),
+        total_keys,
+        total_size,
+    })
 }
 
 /// Where and as whom to restore.
@@ -131,16 +141,24 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
     }
     let initial = parse_initial_cluster(&opts.initial_cluster)?;
     let Some((_, my_urls)) = initial.iter().find(|(n, _)| *n == opts.name) else {
-        return Err(Error::Config(format!("--initial-cluster has no member named {:?}", opts.name)));
+        return Err(Error::Config(format!(
+            "--initial-cluster has no member named {:?}",
+            opts.name
+        )));
     };
-    if !opts.initial_advertise_peer_urls.is_empty() && *my_urls != opts.initial_advertise_peer_urls {
+    if !opts.initial_advertise_peer_urls.is_empty() && *my_urls != opts.initial_advertise_peer_urls
+    {
         return Err(Error::Config(format!(
             "--initial-advertise-peer-urls {:?} do not match {:?} given for {} in --initial-cluster",
             opts.initial_advertise_peer_urls, my_urls, opts.name
         )));
     }
     let (cluster_id, members) = members_of(&initial, &opts.initial_cluster_token);
-    let member_id = *members.iter().find(|(_, n)| n.name == opts.name).map(|(id, _)| id).expect("named member");
+    let member_id = *members
+        .iter()
+        .find(|(_, n)| n.name == opts.name)
+        .map(|(id, _)| id)
+        .expect("named member");
 
     let dir = member_dir(&opts.data_dir);
     std::fs::create_dir_all(&dir)?;
@@ -157,13 +175,22 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
         txn.open_table(META)?.remove(META_PENDING_VOTERS)?;
         let revision = meta_i64(&txn.open_table(META)?, META_REVISION)?.max(1);
         txn.commit()?;
-        let log_db = Arc::new(redb::Database::create(dir.join("raft.redb"))?);
+        let log_db = Arc::new(crate::raft::log_store::open_log_db(&dir.join("raft.redb"))?);
         LogStore::new(log_db.clone())?;
         write_identity(
             &log_db,
-            &Identity { cluster_id, member_id, bootstrapped: true, bootstrap: Some(members.clone()) },
+            &Identity {
+                cluster_id,
+                member_id,
+                bootstrapped: true,
+                bootstrap: Some(members.clone()),
+            },
         )?;
-        Ok(RestoreSummary { cluster_id, member_id, revision })
+        Ok(RestoreSummary {
+            cluster_id,
+            member_id,
+            revision,
+        })
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&opts.data_dir);

@@ -99,7 +99,11 @@ pub fn members_of(
 fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
     let c = openraft::Config {
         cluster_name: cfg.initial_cluster_token.clone(),
-        heartbeat_interval: cfg.heartbeat_interval,
+        // openraft also uses the heartbeat interval as the deadline of every AppendEntries
+        // (payload and the follower's fsync included): keep it at half an election timeout at
+        // least, so large entries and slow disks do not turn into retries. Elections still
+        // follow --election-timeout.
+        heartbeat_interval: cfg.heartbeat_interval.max(cfg.election_timeout / 2),
         election_timeout_min: cfg.election_timeout,
         election_timeout_max: cfg.election_timeout * 2,
         install_snapshot_timeout: 10_000,
@@ -234,7 +238,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     let dir = member_dir(&data_dir);
     std::fs::create_dir_all(&dir)?;
     let log_db = Arc::new(
-        Database::create(dir.join("raft.redb")).map_err(|e| match e {
+        crate::raft::log_store::open_log_db(&dir.join("raft.redb")).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::Config(format!(
                 "data dir {} is in use by another kvstore",
                 data_dir.display()
@@ -273,6 +277,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
 
     let log_store = LogStore::new(log_db.clone())?;
     let sm = SmShared::open(&dir)?;
+    sm.set_max_snapshots(if cfg.max_snapshots == 0 {
+        usize::MAX
+    } else {
+        cfg.max_snapshots
+    });
     let raft = Raft::new(
         ident.member_id,
         raft_config(&cfg)?,

@@ -26,8 +26,8 @@ use crate::pb::{
 };
 use crate::raft::state_machine::{AppliedEvents, SmShared};
 
-/// Events read from storage per round of catch-up.
-const CATCH_UP_EVENTS: usize = 1000;
+/// Bytes of events read from storage per round of catch-up.
+const CATCH_UP_BYTES: usize = 1 << 20;
 /// Responses buffered per stream before the stream stops reading live events.
 const OUT_BUFFER: usize = 16;
 
@@ -183,7 +183,7 @@ impl Session {
                     return Ok(Err(revs.compact));
                 }
                 let (events, scanned) =
-                    events_between(&txn, from, revs.current, CATCH_UP_EVENTS, &|k| {
+                    events_between(&txn, from, revs.current, CATCH_UP_BYTES, &|k| {
                         span.contains(k)
                     })?;
                 Ok(Ok((events, scanned, revs.current)))

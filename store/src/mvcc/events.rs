@@ -8,19 +8,20 @@ use crate::error::Result;
 use crate::pb::KeyValue;
 use crate::pb::mvccpb::{Event, event::EventType};
 
-/// Events with revision in `[from, to]` whose key `wanted` accepts, about `limit_events` of them
+/// Events with revision in `[from, to]` whose key `wanted` accepts, up to about `limit_bytes`
 /// revisions' worth (all events of the last revision included). Returns the events and the
 /// last revision scanned.
 pub fn events_between(
     txn: &ReadTransaction,
     from: i64,
     to: i64,
-    limit_events: usize,
+    limit_bytes: usize,
     wanted: &dyn Fn(&[u8]) -> bool,
 ) -> Result<(Vec<Event>, i64)> {
     let index = txn.open_table(REV_INDEX)?;
     let history = txn.open_table(KV_HISTORY)?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     let mut scanned = from - 1;
     let lo = (from.max(1) as u64, 0u32);
     let hi = (to.max(0) as u64, u32::MAX);
@@ -28,7 +29,7 @@ pub fn events_between(
         let (k, v) = item?;
         let (rev, _) = k.value();
         let rev = rev as i64;
-        if rev != scanned && out.len() >= limit_events {
+        if rev != scanned && bytes >= limit_bytes {
             break;
         }
         scanned = rev;
@@ -36,7 +37,9 @@ pub fn events_between(
         if !wanted(key) {
             continue;
         }
-        let Some(rec) = history.get((key, rev as u64))? else { continue };
+        let Some(rec) = history.get((key, rev as u64))? else {
+            continue;
+        };
         let kv = decode_kv(rec.value())?;
         let prev = history
             .range((key, 0u64)..(key, rev as u64))?
@@ -45,12 +48,20 @@ pub fn events_between(
             .map(|(_, v)| decode_kv(v.value()))
             .transpose()?
             .filter(|p: &KeyValue| p.version > 0);
-        let r#type = if kv.version == 0 { EventType::Delete } else { EventType::Put };
-        out.push(Event { r#type: r#type as i32, kv: Some(kv), prev_kv: prev });
+        bytes += kv.key.len() + kv.value.len() + prev.as_ref().map_or(0, |p| p.value.len()) + 64;
+        let r#type = if kv.version == 0 {
+            EventType::Delete
+        } else {
+            EventType::Put
+        };
+        out.push(Event {
+            r#type: r#type as i32,
+            kv: Some(kv),
+            prev_kv: prev,
+        });
     }
-    if out.len() < limit_events {
+    if bytes < limit_bytes {
         scanned = to;
     }
     Ok((out, scanned))
 }
-

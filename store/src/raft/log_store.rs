@@ -27,6 +27,16 @@ const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
 
+/// redb page cache of `raft.redb`: replication reads recent entries only.
+pub const LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Open (or create) a member's `raft.redb`.
+pub fn open_log_db(path: &std::path::Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(LOG_CACHE_BYTES)
+        .create(path)
+}
+
 /// The log store; clones share the database and serve as log readers.
 #[derive(Clone)]
 pub struct LogStore {

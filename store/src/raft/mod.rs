@@ -94,7 +94,7 @@ mod suite {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let db = redb::Database::create(dir.path().join("raft.redb")).expect("raft db");
+            let db = super::log_store::open_log_db(&dir.path().join("raft.redb")).expect("raft db");
             let log = LogStore::new(Arc::new(db)).expect("log store");
             let sm = SmShared::open(dir.path()).expect("state machine");
             Ok((dir, log, StateMachine::new(sm)))

@@ -199,6 +199,9 @@ impl Peers {
     }
 }
 
+/// Bytes of entries sent in one AppendEntries call (at least one entry is always sent).
+pub const APPEND_BUDGET: u64 = 1024 * 1024;
+
 /// openraft's network factory.
 #[derive(Clone)]
 pub struct NetworkFactory {
@@ -282,10 +285,31 @@ impl PeerConn {
 impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError> {
-        self.call(Rpc::Append, &rpc, &option).await
+        // openraft bounds every AppendEntries by a short deadline: ship at most
+        // APPEND_BUDGET bytes per call (always at least one entry) and report the rest as not
+        // sent yet, so big values never turn into endless retries.
+        let mut size = 0u64;
+        let mut keep = rpc.entries.len();
+        for (i, e) in rpc.entries.iter().enumerate() {
+            size += bincode::serialized_size(e).unwrap_or(0);
+            if i > 0 && size > APPEND_BUDGET {
+                keep = i;
+                break;
+            }
+        }
+        let partial = keep < rpc.entries.len();
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        let resp: AppendEntriesResponse<u64> = self.call(Rpc::Append, &rpc, &option).await?;
+        Ok(match resp {
+            AppendEntriesResponse::Success if partial => {
+                AppendEntriesResponse::PartialSuccess(last)
+            }
+            other => other,
+        })
     }
 
     async fn install_snapshot(

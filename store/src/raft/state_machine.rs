@@ -25,8 +25,15 @@ use crate::mvcc::tables::*;
 use crate::mvcc::write::Store;
 use crate::pb::mvccpb::Event;
 
-/// How many raft snapshot files to keep.
-pub const KEEP_SNAPSHOTS: usize = 2;
+/// How many raft snapshot files to keep by default (etcd's `--max-snapshots`).
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 5;
+
+/// redb page cache of `state.redb`.
+pub const STATE_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
+/// Applied batches kept for watchers that are behind; a watcher further behind catches up from
+/// storage, so this bounds the memory a stalled watcher can pin.
+pub const LIVE_BATCHES: usize = 32;
 
 /// Events of one applied batch, for watchers.
 #[derive(Debug, Clone)]
@@ -45,13 +52,16 @@ pub struct SmShared {
     revision: AtomicI64,
     compact: AtomicI64,
     events: broadcast::Sender<Arc<AppliedEvents>>,
+    max_snapshots: std::sync::atomic::AtomicUsize,
 }
 
 impl SmShared {
     /// Open (or create) `state.redb` in `dir`.
     pub fn open(dir: &Path) -> Result<Arc<Self>> {
         let path = dir.join("state.redb");
-        let db = Database::create(&path)?;
+        let db = Database::builder()
+            .set_cache_size(STATE_CACHE_BYTES)
+            .create(&path)?;
         let snap_dir = dir.join("snap");
         std::fs::create_dir_all(&snap_dir)?;
         let txn = db.begin_write()?;
@@ -62,7 +72,7 @@ impl SmShared {
             (store.revision(), store.compact_revision())
         };
         txn.commit()?;
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(LIVE_BATCHES);
         Ok(Arc::new(SmShared {
             db: Arc::new(db),
             path,
@@ -70,6 +80,7 @@ impl SmShared {
             revision: AtomicI64::new(rev),
             compact: AtomicI64::new(compact),
             events,
+            max_snapshots: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_SNAPSHOTS),
         }))
     }
 
@@ -255,10 +266,16 @@ impl SmShared {
         Ok(files)
     }
 
+    /// Keep at most `n` raft snapshot files (at least one).
+    pub fn set_max_snapshots(&self, n: usize) {
+        self.max_snapshots.store(n.max(1), Ordering::Release);
+    }
+
     fn prune_snapshots(&self) -> Result<()> {
         let files = self.snapshot_files()?;
-        if files.len() > KEEP_SNAPSHOTS {
-            for f in &files[..files.len() - KEEP_SNAPSHOTS] {
+        let keep = self.max_snapshots.load(Ordering::Acquire);
+        if files.len() > keep {
+            for f in &files[..files.len() - keep] {
                 let _ = std::fs::remove_file(f);
             }
         }

@@ -8,3 +8,4 @@ mod etcd_client_crate;
 mod etcdctl;
 mod kvctl;
 mod membership;
+mod watch_lease;

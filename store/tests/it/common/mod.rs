@@ -8,9 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `kvstore` binary under test.
+/// The `kvstore` binary under test (`$KVSTORE_BIN` overrides, e.g. a release build).
 pub fn kvstore_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kvstore"))
+    match std::env::var("KVSTORE_BIN") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => PathBuf::from(env!("CARGO_BIN_EXE_kvstore")),
+    }
 }
 
 /// A free TCP port on 127.0.0.1.

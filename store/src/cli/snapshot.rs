@@ -1,0 +1,206 @@
+//! `snapshot save|restore|status`. `save` streams Maintenance.Snapshot from exactly one
+//! endpoint into `FILE.part`, checks the SHA-256 trailer, fsyncs and renames it; `restore`
+//! and `status` work offline on the file through [`crate::restore`].
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Subcommand};
+
+use super::client::{Conn, within};
+use super::error::{CliError, ExitKind, Result};
+use super::output::{Format, emit, go_list, humanize_bytes, table};
+use super::{Ctx, json};
+use crate::pb::SnapshotRequest;
+use crate::restore::{self, RestoreOptions, SnapshotStatus};
+
+/// `snapshot <subcommand>`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SnapshotCmd {
+    /// Stores a member's snapshot to a given file: save <filename>
+    Save {
+        /// <filename>
+        args: Vec<String>,
+    },
+    /// Restores a snapshot into a fresh data directory of a new cluster: restore <filename>
+    Restore(RestoreArgs),
+    /// Gets the status of a snapshot file: status <filename>
+    Status {
+        /// <filename>
+        args: Vec<String>,
+    },
+}
+
+/// `snapshot restore <filename> [options]`.
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// Path to the data directory (default: <name>.kvstore)
+    #[arg(long, default_value = "")]
+    pub data_dir: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    pub initial_cluster: String,
+    /// Initial cluster token for the cluster during restore bootstrap
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// List of this member's peer URLs (default: its URLs in --initial-cluster)
+    #[arg(long)]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Ignore snapshot integrity hash value (required if copied from data directory)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub skip_hash_check: bool,
+    /// <filename>
+    pub args: Vec<String>,
+}
+
+/// Download the snapshot into `part` and make it durable; returns its size.
+async fn download(conn: &Conn, part: &Path) -> Result<u64> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(part)
+        .map_err(|e| CliError::error(format!("could not open {} ({e})", part.display())))?;
+    // The first chunk must come within the command timeout (never hang on a dead server).
+    let t = conn.command_timeout();
+    let mut stream = within(t, conn.maintenance().snapshot(SnapshotRequest {})).await?;
+    let mut next = tokio::time::timeout(t, stream.message())
+        .await
+        .map_err(|_| CliError::deadline())??;
+    let mut size = 0u64;
+    while let Some(msg) = next {
+        f.write_all(&msg.blob)?;
+        size += msg.blob.len() as u64;
+        next = stream.message().await?;
+    }
+    f.sync_all()?;
+    drop(f);
+    restore::verify(part)
+        .map_err(|e| CliError::error(format!("the downloaded snapshot is corrupt: {e}")))?;
+    Ok(size)
+}
+
+async fn save(ctx: &Ctx, args: &[String]) -> Result<()> {
+    let [path] = args else {
+        return Err(CliError::bad_args("snapshot save expects one argument"));
+    };
+    let interrupted = |e: CliError| e.with_kind(ExitKind::Interrupted);
+    if ctx.endpoints.len() != 1 {
+        return Err(interrupted(CliError::error(format!(
+            "snapshot must be requested to one selected node, not multiple {}",
+            go_list(&ctx.endpoints)
+        ))));
+    }
+    let conn = Conn::dial(&ctx.endpoints[0], ctx.dial_timeout, ctx.command_timeout)
+        .await
+        .map_err(interrupted)?;
+    let part = format!("{path}.part");
+    // As etcdctl: no time limit unless --command-timeout is given explicitly.
+    let limit = if ctx.command_timeout_set {
+        ctx.command_timeout
+    } else {
+        Duration::MAX
+    };
+    let r = match tokio::time::timeout(limit, download(&conn, Path::new(&part))).await {
+        Ok(r) => r,
+        Err(_) => Err(CliError::deadline()),
+    };
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&part);
+        return Err(interrupted(e));
+    }
+    std::fs::rename(&part, path).map_err(|e| {
+        interrupted(CliError::error(format!(
+            "could not rename {part} to {path} ({e})"
+        )))
+    })?;
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    emit(&format!("Snapshot saved at {path}\n"))
+}
+
+fn status_out(ctx: &Ctx, s: &SnapshotStatus) -> Result<()> {
+    let row = vec![
+        format!("{:x}", s.hash),
+        s.revision.to_string(),
+        s.total_keys.to_string(),
+        humanize_bytes(s.total_size),
+    ];
+    match ctx.printer.format {
+        Format::Json => emit(
+            &(json::Obj::new()
+                .num("hash", s.hash)
+                .num("revision", s.revision)
+                .num("totalKey", s.total_keys)
+                .num("totalSize", s.total_size)
+                .done()
+                + "\n"),
+        ),
+        Format::Fields => emit(&format!(
+            "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}\n",
+            s.hash, s.revision, s.total_keys, s.total_size
+        )),
+        Format::Table => emit(&table(
+            &["hash", "revision", "total keys", "total size"],
+            &[row],
+        )),
+        Format::Protobuf => Err(super::output::unsupported(Format::Protobuf)),
+        Format::Simple => emit(&(row.join(", ") + "\n")),
+    }
+}
+
+fn restore_cmd(a: RestoreArgs) -> Result<()> {
+    let [path] = a.args.as_slice() else {
+        return Err(CliError::bad_args(
+            "snapshot restore requires exactly one argument",
+        ));
+    };
+    let data_dir = if a.data_dir.is_empty() {
+        format!("{}.kvstore", a.name)
+    } else {
+        a.data_dir.clone()
+    };
+    let opts = RestoreOptions {
+        snapshot: path.into(),
+        data_dir: data_dir.clone().into(),
+        name: a.name,
+        initial_cluster: a.initial_cluster,
+        initial_cluster_token: a.initial_cluster_token,
+        initial_advertise_peer_urls: a
+            .initial_advertise_peer_urls
+            .map(|u| u.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        skip_hash_check: a.skip_hash_check,
+    };
+    let s = restore::restore(&opts)?;
+    emit(&format!(
+        "Restored snapshot {path} (revision {}) into {data_dir}: member {:x} of new cluster {:x}\n",
+        s.revision, s.member_id, s.cluster_id
+    ))
+}
+
+/// `snapshot ...`.
+pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<()> {
+    match cmd {
+        SnapshotCmd::Save { args } => save(ctx, &args).await,
+        SnapshotCmd::Restore(a) => restore_cmd(a),
+        SnapshotCmd::Status { args } => {
+            let [path] = args.as_slice() else {
+                return Err(CliError::bad_args(
+                    "snapshot status requires exactly one argument",
+                ));
+            };
+            let s = restore::status(Path::new(path))?;
+            status_out(ctx, &s)
+        }
+    }
+}
