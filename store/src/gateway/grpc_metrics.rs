@@ -1,6 +1,9 @@
 //! `grpc_server_*` metrics with go-grpc-prometheus's names and labels, observed around every
 //! gRPC call on the client port. A call counts as handled when its response stream ends (so
 //! `started - handled` is the number of open watch and keep-alive streams, as dashboards use).
+//!
+//! The same wrapper gives an oversized request the status grpc-go gives it
+//! (`ResourceExhausted`, "grpc: received message larger than max"), which etcd clients expect.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,7 +66,8 @@ pub async fn observe(req: Request, next: Next) -> Response {
     METRICS.grpc_started.get_or_create(&labels).inc();
     METRICS.grpc_received.get_or_create(&labels).inc();
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    fix_status(resp.headers_mut());
     let code = resp
         .headers()
         .get("grpc-status")
@@ -78,6 +82,39 @@ pub async fn observe(req: Request, next: Next) -> Response {
         done: false,
     };
     Response::from_parts(parts, Body::new(observed))
+}
+
+/// Rewrite tonic's "message too large" status into grpc-go's.
+fn fix_status(h: &mut axum::http::HeaderMap) {
+    let too_large = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| {
+                m.starts_with("Error, decoded message length too large")
+                    || m.starts_with("Error,%20decoded%20message%20length%20too%20large")
+            });
+    if !too_large {
+        return;
+    }
+    let msg = h
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .replace("%20", " ");
+    let nums: Vec<&str> = msg
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let text = match nums.as_slice() {
+        [found, limit, ..] => {
+            format!("grpc: received message larger than max ({found} vs. {limit})")
+        }
+        _ => "grpc: received message larger than max".to_string(),
+    };
+    h.insert("grpc-status", axum::http::HeaderValue::from_static("8"));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+        h.insert("grpc-message", v);
+    }
 }
 
 struct Observed {
@@ -117,7 +154,12 @@ impl http_body::Body for Observed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let mut polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &mut polled
+            && let Some(t) = frame.trailers_mut()
+        {
+            fix_status(t);
+        }
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(t) = frame.trailers_ref() {
@@ -149,5 +191,25 @@ impl http_body::Body for Observed {
 impl Drop for Observed {
     fn drop(&mut self) {
         self.finish("Canceled");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_requests_get_grpc_go_status() {
+        let st = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 2621450 bytes, the limit is: 2097152 bytes",
+        );
+        let mut resp = st.into_http::<()>();
+        fix_status(resp.headers_mut());
+        let h = resp.headers();
+        assert_eq!(h.get("grpc-status").unwrap(), "8", "{h:?}");
+        assert_eq!(
+            h.get("grpc-message").unwrap(),
+            "grpc: received message larger than max (2621450 vs. 2097152)"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! One axum router holds the tonic services and the HTTP routes; the listener speaks HTTP/1.1
 //! and HTTP/2 (h2c), so gRPC clients and curl share the port.
 
+pub mod authority;
 pub mod grpc_metrics;
 pub mod health;
 pub mod json;
@@ -37,9 +38,5 @@ async fn not_found(req: Request) -> impl IntoResponse {
 
 /// Serve `app` on `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, app: Router) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app).await
+    axum::serve(authority::ClientListener(listener), app).await
 }
