@@ -8,4 +8,5 @@ mod etcd_client_crate;
 mod etcdctl;
 mod kvctl;
 mod membership;
+mod snapshot;
 mod watch_lease;
