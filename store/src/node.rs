@@ -452,16 +452,22 @@ impl Node {
         let deadline = Instant::now() + self.settings.request_timeout;
         self.raft.runtime_config().heartbeat(false);
         let mut won = false;
-        while Instant::now() < deadline {
+        // One campaign per election round: asking again sooner would make the target abandon
+        // the votes it is collecting.
+        let round = Duration::from_millis(self.raft.config().election_timeout_max);
+        'rounds: while Instant::now() < deadline {
             let _ = self.peers.campaign(&url).await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let leader = self.raft.metrics().borrow().current_leader;
-            if leader == Some(target) {
-                won = true;
-                break;
-            }
-            if leader.is_some() && leader != Some(self.id) {
-                break;
+            let until = Instant::now() + round;
+            while Instant::now() < until.min(deadline) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let leader = self.raft.metrics().borrow().current_leader;
+                if leader == Some(target) {
+                    won = true;
+                    break 'rounds;
+                }
+                if leader.is_some() && leader != Some(self.id) {
+                    break 'rounds;
+                }
             }
         }
         self.raft.runtime_config().heartbeat(true);

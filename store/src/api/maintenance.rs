@@ -138,7 +138,10 @@ impl Maintenance for MaintenanceService {
         &self,
         _req: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        // redb reuses freed pages itself; there is no separate free-list to rewrite.
+        let sm = self.api.node.sm.clone();
+        tokio::task::spawn_blocking(move || sm.defragment())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(DefragmentResponse {
             header: Some(self.api.node.header()),
         }))

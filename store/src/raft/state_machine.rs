@@ -6,8 +6,8 @@
 
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
@@ -46,7 +46,9 @@ pub struct AppliedEvents {
 
 /// State shared by the state machine, its snapshot builder and the API's readers.
 pub struct SmShared {
-    db: Arc<Database>,
+    /// Write-locked only by defragmentation, which needs the database to itself.
+    db: std::sync::RwLock<Database>,
+    in_use: Mutex<(Option<std::time::Instant>, i64)>,
     path: PathBuf,
     snap_dir: PathBuf,
     revision: AtomicI64,
@@ -74,7 +76,8 @@ impl SmShared {
         txn.commit()?;
         let (events, _) = broadcast::channel(LIVE_BATCHES);
         Ok(Arc::new(SmShared {
-            db: Arc::new(db),
+            db: std::sync::RwLock::new(db),
+            in_use: Mutex::new((None, 0)),
             path,
             snap_dir,
             revision: AtomicI64::new(rev),
@@ -86,12 +89,12 @@ impl SmShared {
 
     /// Begin a write transaction (offline tools only: the state machine owns writes).
     pub fn begin_write(&self) -> Result<WriteTransaction> {
-        Ok(self.db.begin_write()?)
+        Ok(self.db().begin_write()?)
     }
 
     /// Begin a read transaction.
     pub fn read(&self) -> Result<ReadTransaction> {
-        Ok(self.db.begin_read()?)
+        Ok(self.db().begin_read()?)
     }
 
     /// The revisions as of the last applied batch.
@@ -123,14 +126,49 @@ impl SmShared {
             .unwrap_or(0)
     }
 
-    /// Bytes of the database actually holding data.
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes of the database actually holding data (measured at most every few seconds: it
+    /// walks the trees).
     pub fn db_size_in_use(&self) -> i64 {
-        self.db
+        let mut cached = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(at), v) = *cached
+            && at.elapsed() < std::time::Duration::from_secs(5)
+        {
+            return v;
+        }
+        let v = self
+            .db()
             .begin_write()
             .ok()
             .and_then(|t| t.stats().ok())
             .map(|s| (s.allocated_pages() * s.page_size() as u64) as i64)
-            .unwrap_or_else(|| self.db_size())
+            .unwrap_or_else(|| self.db_size());
+        *cached = (Some(std::time::Instant::now()), v);
+        v
+    }
+
+    /// Rewrite the database file without its free pages (etcd's defragment). Blocks this
+    /// member's reads and applies meanwhile, as etcd's does.
+    pub fn defragment(&self) -> Result<()> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..200 {
+            match db.compact() {
+                Ok(_) => {
+                    *self.in_use.lock().unwrap_or_else(|e| e.into_inner()) = (None, 0);
+                    return Ok(());
+                }
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(Error::Storage(e.into())),
+            }
+        }
+        Err(Error::Config(
+            "defragment: transactions stayed open; try again".into(),
+        ))
     }
 
     /// The last applied log id and membership.
@@ -218,7 +256,7 @@ impl SmShared {
     }
 
     fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         let mut out = Vec::with_capacity(entries.len());
         let (events, rev, compact) = {
             let mut store = Store::open(&txn)?;
@@ -319,7 +357,7 @@ impl SmShared {
     fn install_blocking(&self, meta: SnapshotMeta, path: &Path) -> Result<()> {
         let mut r = BufReader::new(std::fs::File::open(path)?);
         read_header(&mut r)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         clear_tables(&txn)?;
         load_records(&txn, &mut r)?;
         let (rev, compact) = {

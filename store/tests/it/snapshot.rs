@@ -16,26 +16,48 @@ async fn lagging_member_catches_up_via_snapshot() {
     cluster.members[down].kill();
     let mut c = client(&cluster.members[leader].client_url()).await.unwrap();
     for i in 0..700 {
-        c.put(format!("snap/{i:04}"), format!("v{i}"), None).await.unwrap();
+        c.put(format!("snap/{i:04}"), format!("v{i}"), None)
+            .await
+            .unwrap();
     }
     // The leader has snapshotted and purged its log beyond what the stopped member has.
     let metrics = curl_metrics(&cluster.members[leader].client_url());
     let purged = metric(&metrics, "kvstore_raft_purged_index");
     let snap = metric(&metrics, "kvstore_raft_snapshot_index");
-    assert!(snap >= 600.0, "no raft snapshot on the leader: snapshot index {snap}");
-    assert!(purged > 100.0, "leader log not purged: purged index {purged}");
+    assert!(
+        snap >= 600.0,
+        "no raft snapshot on the leader: snapshot index {snap}"
+    );
+    assert!(
+        purged > 100.0,
+        "leader log not purged: purged index {purged}"
+    );
 
     cluster.members[down].start();
     let url = cluster.members[down].client_url();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(mut m) = client(&url).await
-            && let Ok(r) = m.get("snap/", Some(GetOptions::new().with_prefix().with_count_only().with_serializable())).await
+            && let Ok(r) = m
+                .get(
+                    "snap/",
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_count_only()
+                            .with_serializable(),
+                    ),
+                )
+                .await
             && r.count() == 700
         {
             break;
         }
-        assert!(Instant::now() < deadline, "member did not catch up:\n{}", cluster.members[down].log());
+        assert!(
+            Instant::now() < deadline,
+            "member did not catch up:\n{}",
+            cluster.members[down].log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let m = curl_metrics(&url);
@@ -44,18 +66,30 @@ async fn lagging_member_catches_up_via_snapshot() {
         "the lagging member caught up without installing a snapshot"
     );
     let mut m = client(&url).await.unwrap();
-    let v = m.get("snap/0699", Some(GetOptions::new().with_serializable())).await.unwrap();
+    let v = m
+        .get("snap/0699", Some(GetOptions::new().with_serializable()))
+        .await
+        .unwrap();
     assert_eq!(v.kvs()[0].value(), b"v699");
     // Local snapshot files are kept within --max-snapshots (default 5).
     let snaps = std::fs::read_dir(cluster.members[leader].dir.join("data/member/snap"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "snap")
+        })
         .count();
     assert!((1..=5).contains(&snaps), "{snaps} snapshot files kept");
 }
 
 fn curl_metrics(url: &str) -> String {
-    let out = std::process::Command::new("curl").args(["-s", &format!("{url}/metrics")]).output().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", &format!("{url}/metrics")])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
