@@ -201,122 +201,122 @@ impl Metrics {
         };
         r.register(
             "etcd_server_has_leader",
-            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            "Whether or not a leader exists. 1 is existence, 0 is not",
             m.has_leader.clone(),
         );
         r.register(
             "etcd_server_is_leader",
-            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise",
             m.is_leader.clone(),
         );
         r.register(
             "etcd_server_is_learner",
-            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise",
             m.is_learner.clone(),
         );
         r.register(
             "etcd_server_leader_changes_seen",
-            "The number of leader changes seen.",
+            "The number of leader changes seen",
             m.leader_changes.clone(),
         );
         r.register(
             "etcd_server_proposals_committed_total",
-            "The total number of consensus proposals committed.",
+            "The total number of consensus proposals committed",
             m.proposals_committed.clone(),
         );
         r.register(
             "etcd_server_proposals_applied_total",
-            "The total number of consensus proposals applied.",
+            "The total number of consensus proposals applied",
             m.proposals_applied.clone(),
         );
         r.register(
             "etcd_server_proposals_pending",
-            "The current number of pending proposals to commit.",
+            "The current number of pending proposals to commit",
             m.proposals_pending.clone(),
         );
         r.register(
             "etcd_server_proposals_failed",
-            "The total number of failed proposals seen.",
+            "The total number of failed proposals seen",
             m.proposals_failed.clone(),
         );
         r.register(
             "etcd_server_quota_backend_bytes",
-            "Current backend storage quota size in bytes.",
+            "Current backend storage quota size in bytes",
             m.quota_backend_bytes.clone(),
         );
         r.register(
             "etcd_server_version",
-            "Which version is running. 1 for 'server_version' label with current version.",
+            "Which version is running. 1 for 'server_version' label with current version",
             m.server_version.clone(),
         );
         r.register(
             "etcd_server_id",
-            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID",
             m.server_id.clone(),
         );
         r.register(
             "etcd_disk_wal_fsync_duration_seconds",
-            "The latency distributions of fsync called by WAL.",
+            "The latency distributions of fsync called by WAL",
             m.wal_fsync.clone(),
         );
         r.register(
             "etcd_disk_backend_commit_duration_seconds",
-            "The latency distributions of commit called by backend.",
+            "The latency distributions of commit called by backend",
             m.backend_commit.clone(),
         );
         r.register(
             "etcd_mvcc_db_total_size_in_bytes",
-            "Total size of the underlying database physically allocated in bytes.",
+            "Total size of the underlying database physically allocated in bytes",
             m.db_total_size.clone(),
         );
         r.register(
             "etcd_mvcc_db_total_size_in_use_in_bytes",
-            "Total size of the underlying database logically in use in bytes.",
+            "Total size of the underlying database logically in use in bytes",
             m.db_in_use.clone(),
         );
         r.register(
             "etcd_debugging_mvcc_keys_total",
-            "Total number of keys.",
+            "Total number of keys",
             m.keys_total.clone(),
         );
         r.register(
             "etcd_debugging_mvcc_current_revision",
-            "The current revision of store.",
+            "The current revision of store",
             m.current_revision.clone(),
         );
         r.register(
             "etcd_debugging_mvcc_compact_revision",
-            "The revision of the last compaction in store.",
+            "The revision of the last compaction in store",
             m.compact_revision.clone(),
         );
         r.register(
             "etcd_debugging_mvcc_watch_stream_total",
-            "Total number of watch streams.",
+            "Total number of watch streams",
             m.watch_streams.clone(),
         );
         r.register(
             "etcd_debugging_mvcc_watcher_total",
-            "Total number of watchers.",
+            "Total number of watchers",
             m.watchers.clone(),
         );
         r.register(
             "etcd_mvcc_put",
-            "Total number of puts seen by this member.",
+            "Total number of puts seen by this member",
             m.puts.clone(),
         );
         r.register(
             "etcd_mvcc_delete",
-            "Total number of deletes seen by this member.",
+            "Total number of deletes seen by this member",
             m.deletes.clone(),
         );
         r.register(
             "etcd_mvcc_range",
-            "Total number of ranges seen by this member.",
+            "Total number of ranges seen by this member",
             m.ranges.clone(),
         );
         r.register(
             "etcd_mvcc_txn",
-            "Total number of txns seen by this member.",
+            "Total number of txns seen by this member",
             m.txns.clone(),
         );
         r.register(
@@ -326,63 +326,63 @@ impl Metrics {
         );
         r.register(
             "etcd_network_peer_sent_bytes",
-            "The total number of bytes sent to peers.",
+            "The total number of bytes sent to peers",
             m.peer_sent_bytes.clone(),
         );
         r.register(
             "etcd_network_peer_sent_failures",
-            "The total number of send failures from peers.",
+            "The total number of send failures from peers",
             m.peer_sent_failures.clone(),
         );
         r.register(
             "grpc_server_started",
-            "Total number of RPCs started on the server.",
+            "Total number of RPCs started on the server",
             m.grpc_started.clone(),
         );
         r.register(
             "grpc_server_handled",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
+            "Total number of RPCs completed on the server, regardless of success or failure",
             m.grpc_handled.clone(),
         );
         r.register(
             "grpc_server_msg_received",
-            "Total number of RPC stream messages received on the server.",
+            "Total number of RPC stream messages received on the server",
             m.grpc_received.clone(),
         );
         r.register(
             "grpc_server_msg_sent",
-            "Total number of gRPC stream messages sent by the server.",
+            "Total number of gRPC stream messages sent by the server",
             m.grpc_sent.clone(),
         );
-        r.register("grpc_server_handling_seconds", "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.", m.grpc_handling.clone());
+        r.register("grpc_server_handling_seconds", "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server", m.grpc_handling.clone());
         r.register(
             "kvstore_raft_term",
-            "Current Raft term.",
+            "Current Raft term",
             m.raft_term.clone(),
         );
         r.register(
             "kvstore_raft_last_log_index",
-            "Index of the last Raft log entry.",
+            "Index of the last Raft log entry",
             m.raft_last_log_index.clone(),
         );
         r.register(
             "kvstore_raft_applied_index",
-            "Index of the last applied Raft log entry.",
+            "Index of the last applied Raft log entry",
             m.raft_applied_index.clone(),
         );
         r.register(
             "kvstore_raft_snapshot_index",
-            "Last log index included in the latest Raft snapshot.",
+            "Last log index included in the latest Raft snapshot",
             m.raft_snapshot_index.clone(),
         );
         r.register(
             "kvstore_raft_purged_index",
-            "Last purged Raft log index.",
+            "Last purged Raft log index",
             m.raft_purged_index.clone(),
         );
         r.register(
             "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
+            "Resident memory size in bytes",
             m.resident_memory.clone(),
         );
         Metrics { registry: r, ..m }

@@ -79,6 +79,7 @@ impl Node {
         tokio::spawn(publish_attributes(Arc::downgrade(&node)));
         tokio::spawn(promote_caught_up(Arc::downgrade(&node)));
         tokio::spawn(crate::lessor::expiry_loop(Arc::downgrade(&node)));
+        tokio::spawn(count_leader_changes(node.raft.metrics()));
         node
     }
 
@@ -122,6 +123,17 @@ impl Node {
 
     /// Propose a command and wait until it is applied here or at the leader.
     pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, EtcdError> {
+        let m = &crate::metrics::METRICS;
+        m.proposals_pending.inc();
+        let res = self.propose_inner(cmd).await;
+        m.proposals_pending.dec();
+        if res.is_err() {
+            m.proposals_failed.inc();
+        }
+        res
+    }
+
+    async fn propose_inner(&self, cmd: Command) -> Result<CommandResponse, EtcdError> {
         let deadline = Instant::now() + self.settings.request_timeout;
         loop {
             match self.raft.client_write(cmd.clone()).await {
@@ -539,6 +551,19 @@ fn learner_caught_up(m: &RaftMetrics, id: u64) -> bool {
     match matched {
         Some(i) => i as f64 >= last as f64 * 0.9 && last.saturating_sub(i) < 1000,
         None => false,
+    }
+}
+
+async fn count_leader_changes(mut rx: tokio::sync::watch::Receiver<RaftMetrics>) {
+    let mut last = rx.borrow().current_leader;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().current_leader;
+        if now != last {
+            if now.is_some() {
+                crate::metrics::METRICS.leader_changes.inc();
+            }
+            last = now;
+        }
     }
 }
 

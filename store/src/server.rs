@@ -336,6 +336,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         min_lease_ttl: ((cfg.election_timeout * 3).div_ceil(2 * 1000)).max(1) as i64,
         watch_progress_interval: cfg.watch_progress_notify_interval,
     };
+    crate::metrics::METRICS
+        .quota_backend_bytes
+        .set(cfg.quota() as i64);
     let app = client_router(&api).await;
     for l in client_listeners {
         let app = app.clone();

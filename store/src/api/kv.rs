@@ -24,6 +24,7 @@ impl KvService {
 
     /// Serve a range (shared with the HTTP gateway).
     pub async fn range_request(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
+        crate::metrics::METRICS.ranges.inc();
         if req.key.is_empty() {
             return Err(EtcdError::KeyNotProvided.into());
         }
@@ -47,6 +48,7 @@ impl KvService {
 
     /// Serve a put.
     pub async fn put_request(&self, req: PutRequest) -> Result<PutResponse, Status> {
+        crate::metrics::METRICS.puts.inc();
         if req.key.is_empty() {
             return Err(EtcdError::KeyNotProvided.into());
         }
@@ -66,6 +68,7 @@ impl KvService {
         &self,
         req: DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, Status> {
+        crate::metrics::METRICS.deletes.inc();
         if req.key.is_empty() {
             return Err(EtcdError::KeyNotProvided.into());
         }
@@ -81,6 +84,7 @@ impl KvService {
 
     /// Serve a txn.
     pub async fn txn_request(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        crate::metrics::METRICS.txns.inc();
         txn::validate(&req, self.api.max_txn_ops)?;
         self.api.check_size(&req)?;
         if has_put(&req) {

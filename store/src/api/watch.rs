@@ -74,6 +74,14 @@ impl Watcher {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        let m = &crate::metrics::METRICS;
+        m.watch_streams.dec();
+        m.watchers.dec_by(self.watchers.len() as i64);
+    }
+}
+
 /// One client stream.
 struct Session {
     api: Api,
@@ -161,6 +169,7 @@ impl Session {
         }
         let behind = w.next_rev <= revs.current;
         self.watchers.insert(id, w);
+        crate::metrics::METRICS.watchers.inc();
         if behind {
             self.catch_up(id).await
         } else {
@@ -199,7 +208,9 @@ impl Session {
             };
             match read {
                 Err(compact) => {
-                    self.watchers.remove(&id);
+                    if self.watchers.remove(&id).is_some() {
+                        crate::metrics::METRICS.watchers.dec();
+                    }
                     let mut c = self.response(id, 0);
                     c.canceled = true;
                     c.compact_revision = compact;
@@ -272,6 +283,7 @@ impl Session {
         if self.watchers.remove(&id).is_none() {
             return Ok(());
         }
+        crate::metrics::METRICS.watchers.dec();
         let mut c = self.response(id, 0);
         c.canceled = true;
         c.cancel_reason = reason.to_string();
@@ -381,6 +393,7 @@ impl WatchService {
         S: Stream<Item = Result<WatchRequest, Status>> + Unpin + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        crate::metrics::METRICS.watch_streams.inc();
         let session = Session {
             api: self.api.clone(),
             out: tx,

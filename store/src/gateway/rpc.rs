@@ -106,10 +106,20 @@ fn body_objects<T: Message + Default>(name: &str, body: &[u8]) -> Result<Vec<T>,
 
 macro_rules! unary {
     ($router:ident, $path:literal, $field:ident, $method:ident, $req:ident, $resp:literal) => {
+        unary!(
+            $router,
+            $path,
+            $field,
+            $method,
+            $req as stringify!($req),
+            $resp
+        )
+    };
+    ($router:ident, $path:literal, $field:ident, $method:ident, $req:ident as $req_name:expr, $resp:literal) => {
         $router = $router.route(
             $path,
             post(|State(s): State<Services>, body: Bytes| async move {
-                let req: $req = match json::decode(stringify!($req), &body) {
+                let req: $req = match json::decode($req_name, &body) {
                     Ok(r) => r,
                     Err(e) => return bad_json(e),
                 };
@@ -198,7 +208,7 @@ async fn snapshot(State(s): State<Services>) -> Response {
     }
 }
 
-/// Every `/v3` route (and the `/v3beta` aliases etcd 3.4 rewrites).
+/// Every `/v3` route of etcd's gateway.
 pub fn routes() -> Router<Services> {
     let mut r = Router::new();
     unary!(r, "/v3/kv/range", kv, range, RangeRequest, "RangeResponse");
@@ -348,14 +358,7 @@ pub fn routes() -> Router<Services> {
         HashRequest,
         "HashResponse"
     );
-    unary!(
-        r,
-        "/v3/maintenance/hashkv",
-        maintenance,
-        hash_kv,
-        HashKvRequest,
-        "HashKVResponse"
-    );
+    unary!(r, "/v3/maintenance/hashkv", maintenance, hash_kv, HashKvRequest as "HashKVRequest", "HashKVResponse");
     unary!(
         r,
         "/v3/maintenance/transfer-leadership",

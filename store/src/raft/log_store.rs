@@ -97,7 +97,9 @@ impl LogStore {
                 t.insert(e.log_id.index, encode(e).as_slice())?;
             }
         }
+        let start = std::time::Instant::now();
         txn.commit()?;
+        crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
         Ok(())
     }
 

@@ -257,13 +257,29 @@ impl PeerConn {
             .peers
             .client(&self.url)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let mut request = tonic::Request::new(self.peers.message(req));
+        let msg = self.peers.message(req);
+        let to = crate::metrics::ToLabel(format!("{:x}", self.target));
+        let m = &crate::metrics::METRICS;
+        m.peer_sent_bytes
+            .get_or_create(&to)
+            .inc_by(msg.payload.len() as u64);
+        let mut request = tonic::Request::new(msg);
         request.set_timeout(option.hard_ttl());
+        let start = std::time::Instant::now();
         let res = match rpc {
             Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
+        match &res {
+            Ok(_) => m
+                .peer_rtt
+                .get_or_create(&to)
+                .observe(start.elapsed().as_secs_f64()),
+            Err(_) => {
+                m.peer_sent_failures.get_or_create(&to).inc();
+            }
+        }
         let resp = match res {
             Ok(r) => r.into_inner(),
             Err(status) => {

@@ -283,7 +283,9 @@ impl SmShared {
                 store.compact_revision(),
             )
         };
+        let start = std::time::Instant::now();
         txn.commit()?;
+        crate::metrics::observe_since(&crate::metrics::METRICS.backend_commit, start);
         self.revision.store(rev, Ordering::Release);
         self.compact.store(compact, Ordering::Release);
         if !events.is_empty() {

@@ -258,7 +258,7 @@ fn check_error(c: &mut Checks, what: &str, r: &Resp, http: u16, code: i64, msg: 
 }
 
 // ---------------------------------------------------------------------------------------------
-// 1-3. The JSON gateway, the GET range form and malformed bodies.
+// The JSON gateway, the GET range form and malformed bodies.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_gateway_paths() {
@@ -269,20 +269,33 @@ async fn json_gateway_paths() {
     let u = cluster.members[follower].client_url();
     let lu = cluster.members[leader].client_url();
     let mut c = Checks::default();
+    let (rev1, compact_rev) = kv_txn_compaction(&mut c, &u, &lu);
+    leases(&mut c, &u);
+    let ids = members(&mut c, &cluster, &u, &lu);
+    maintenance(&mut c, &u, &lu, ids[&format!("m{leader}")], compact_rev);
+    watch(&mut c, &u, &lu);
+    v3beta(&mut c, &u);
+    get_range(&mut c, &u, rev1);
+    malformed(&mut c, &u, &lu);
+    c.done();
+}
 
-    // --- KV: put, prev_kv, range (count, more, limit, keys_only, count_only, revision).
+/// KV: put (prev_kv), range (count, more, limit, keys_only, count_only, revision),
+/// deleterange, txn, and compaction with a read below it. Returns the first put's revision
+/// and the compaction revision.
+fn kv_txn_compaction(c: &mut Checks, u: &str, lu: &str) -> (i64, i64) {
     let p1 = post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("foo"), "value": b64("bar")}),
     );
-    check_header(&mut c, "put", &p1);
+    check_header(c, "put", &p1);
     let rev1 = rev(&p1);
     c.check(p1.get("prev_kv").is_none(), || {
         format!("put without prev_kv: no prev_kv expected: {p1}")
     });
     let p2 = post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("foo"), "value": b64("baz"), "prev_kv": true}),
     );
@@ -297,14 +310,14 @@ async fn json_gateway_paths() {
     c.eq("prev_kv.version", int(&p2["prev_kv"]["version"]), 1);
     for k in ["r/a", "r/b", "r/c"] {
         post_ok(
-            &u,
+            u,
             "/v3/kv/put",
             json!({"key": b64(k), "value": b64(format!("v-{k}"))}),
         );
     }
 
-    let r = post_ok(&lu, "/v3/kv/range", json!({"key": b64("foo")}));
-    check_header(&mut c, "range", &r);
+    let r = post_ok(lu, "/v3/kv/range", json!({"key": b64("foo")}));
+    check_header(c, "range", &r);
     c.eq("range count", int(&r["count"]), 1);
     c.check(r.get("more").is_none(), || {
         format!("range: more=false must be omitted: {r}")
@@ -320,7 +333,7 @@ async fn json_gateway_paths() {
     });
 
     let r = post_ok(
-        &u,
+        u,
         "/v3/kv/range",
         json!({"key": b64("r/"), "range_end": b64("r0"), "limit": "2"}),
     );
@@ -339,7 +352,7 @@ async fn json_gateway_paths() {
     );
 
     let r = post_ok(
-        &u,
+        u,
         "/v3/kv/range",
         json!({"key": b64("r/"), "range_end": b64("r0"), "keys_only": true}),
     );
@@ -351,7 +364,7 @@ async fn json_gateway_paths() {
         || format!("keys_only: values must be absent: {r}"),
     );
     let r = post_ok(
-        &u,
+        u,
         "/v3/kv/range",
         json!({"key": b64("r/"), "range_end": b64("r0"), "count_only": true}),
     );
@@ -360,23 +373,23 @@ async fn json_gateway_paths() {
         format!("count_only: kvs must be absent: {r}")
     });
     let r = post_ok(
-        &u,
+        u,
         "/v3/kv/range",
         json!({"key": b64("foo"), "revision": rev1.to_string()}),
     );
     c.eq("range at rev1", text(&r["kvs"][0]["value"]), "bar".into());
-    let r = post_ok(&u, "/v3/kv/range", json!({"key": b64("nothing-here")}));
+    let r = post_ok(u, "/v3/kv/range", json!({"key": b64("nothing-here")}));
     c.check(r.get("kvs").is_none() && r.get("count").is_none(), || {
         format!("range of a missing key: kvs and count must be omitted: {r}")
     });
 
     // --- deleterange with prev_kv.
     let d = post_ok(
-        &u,
+        u,
         "/v3/kv/deleterange",
         json!({"key": b64("r/c"), "prev_kv": true}),
     );
-    check_header(&mut c, "deleterange", &d);
+    check_header(c, "deleterange", &d);
     c.eq("deleted", int(&d["deleted"]), 1);
     c.eq(
         "deleted prev_kvs key",
@@ -391,7 +404,7 @@ async fn json_gateway_paths() {
 
     // --- txn: a succeeding compare (range + put), then a failing one (delete).
     let t = post_ok(
-        &u,
+        u,
         "/v3/kv/txn",
         json!({
             "compare": [{"key": b64("foo"), "target": "VALUE", "result": "EQUAL", "value": b64("baz")}],
@@ -402,7 +415,7 @@ async fn json_gateway_paths() {
             "failure": [{"request_put": {"key": b64("foo"), "value": b64("wrong")}}]
         }),
     );
-    check_header(&mut c, "txn", &t);
+    check_header(c, "txn", &t);
     c.eq("txn succeeded", t["succeeded"].clone(), json!(true));
     c.eq(
         "txn responses",
@@ -420,7 +433,7 @@ async fn json_gateway_paths() {
         "baz".into(),
     );
     let t = post_ok(
-        &u,
+        u,
         "/v3/kv/txn",
         json!({
             "compare": [{"key": b64("foo"), "target": "VERSION", "result": "GREATER", "version": "100"}],
@@ -436,7 +449,7 @@ async fn json_gateway_paths() {
         int(&t["responses"][0]["response_delete_range"]["deleted"]),
         1,
     );
-    let r = post_ok(&u, "/v3/kv/range", json!({"key": b64("foo")}));
+    let r = post_ok(u, "/v3/kv/range", json!({"key": b64("foo")}));
     c.eq(
         "value after txns",
         text(&r["kvs"][0]["value"]),
@@ -446,19 +459,19 @@ async fn json_gateway_paths() {
     // --- compaction, then a read below it.
     let compact_rev = rev(&r);
     let cr = post_ok(
-        &u,
+        u,
         "/v3/kv/compaction",
         json!({"revision": compact_rev.to_string(), "physical": true}),
     );
-    check_header(&mut c, "compaction", &cr);
-    for (who, url) in [("follower", &u), ("leader", &lu)] {
+    check_header(c, "compaction", &cr);
+    for (who, url) in [("follower", u), ("leader", lu)] {
         let r = post(
             url,
             "/v3/kv/range",
             &json!({"key": b64("foo"), "revision": rev1.to_string()}).to_string(),
         );
         check_error(
-            &mut c,
+            c,
             &format!("range at compacted rev ({who})"),
             &r,
             400,
@@ -469,26 +482,29 @@ async fn json_gateway_paths() {
             format!("compacted error content type: {:?}", r.content_type)
         });
     }
+    (rev1, compact_rev)
+}
 
-    // --- leases: grant, put with lease, timetolive with keys, leases, keepalive, revoke.
-    let g = post_ok(&u, "/v3/lease/grant", json!({"TTL": "60"}));
-    check_header(&mut c, "lease grant", &g);
+/// Leases: grant, put with lease, timetolive with keys, leases, keepalive, revoke.
+fn leases(c: &mut Checks, u: &str) {
+    let g = post_ok(u, "/v3/lease/grant", json!({"TTL": "60"}));
+    check_header(c, "lease grant", &g);
     let lease = uint(&g["ID"]);
     assert!(lease != 0, "lease grant: no ID: {g}");
     c.eq("granted TTL", int(&g["TTL"]), 60);
     post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("leased"), "value": b64("x"), "lease": lease.to_string()}),
     );
-    let r = post_ok(&u, "/v3/kv/range", json!({"key": b64("leased")}));
+    let r = post_ok(u, "/v3/kv/range", json!({"key": b64("leased")}));
     c.eq("kv lease", uint(&r["kvs"][0]["lease"]), lease);
     let ttl = post_ok(
-        &u,
+        u,
         "/v3/lease/timetolive",
         json!({"ID": lease.to_string(), "keys": true}),
     );
-    check_header(&mut c, "timetolive", &ttl);
+    check_header(c, "timetolive", &ttl);
     c.eq("timetolive ID", uint(&ttl["ID"]), lease);
     c.eq("timetolive grantedTTL", int(&ttl["grantedTTL"]), 60);
     let left = int(&ttl["TTL"]);
@@ -500,8 +516,8 @@ async fn json_gateway_paths() {
         .map(|a| a.iter().map(text).collect())
         .unwrap_or_default();
     c.eq("timetolive keys", keys, vec!["leased".to_string()]);
-    let ls = post_ok(&u, "/v3/lease/leases", json!({}));
-    check_header(&mut c, "leases", &ls);
+    let ls = post_ok(u, "/v3/lease/leases", json!({}));
+    check_header(c, "leases", &ls);
     c.check(
         ls["leases"]
             .as_array()
@@ -509,7 +525,7 @@ async fn json_gateway_paths() {
         || format!("leases: {lease} not listed: {ls}"),
     );
     let ka = post(
-        &u,
+        u,
         "/v3/lease/keepalive",
         &json!({"ID": lease.to_string()}).to_string(),
     );
@@ -520,20 +536,22 @@ async fn json_gateway_paths() {
         let res = &l["result"];
         c.eq("keepalive ID", uint(&res["ID"]), lease);
         c.eq("keepalive TTL", int(&res["TTL"]), 60);
-        check_header(&mut c, "keepalive", res);
+        check_header(c, "keepalive", res);
     }
-    let rv = post_ok(&u, "/v3/lease/revoke", json!({"ID": lease.to_string()}));
-    check_header(&mut c, "revoke", &rv);
-    let r = post_ok(&u, "/v3/kv/range", json!({"key": b64("leased")}));
+    let rv = post_ok(u, "/v3/lease/revoke", json!({"ID": lease.to_string()}));
+    check_header(c, "revoke", &rv);
+    let r = post_ok(u, "/v3/kv/range", json!({"key": b64("leased")}));
     c.check(r.get("kvs").is_none(), || {
         format!("key of a revoked lease still there: {r}")
     });
-    let ttl = post_ok(&u, "/v3/lease/timetolive", json!({"ID": lease.to_string()}));
+    let ttl = post_ok(u, "/v3/lease/timetolive", json!({"ID": lease.to_string()}));
     c.eq("timetolive after revoke", int(&ttl["TTL"]), -1);
+}
 
-    // --- cluster: list, add a learner, update it, promote a voter (error), remove.
-    let ml = post_ok(&u, "/v3/cluster/member/list", json!({}));
-    check_header(&mut c, "member list", &ml);
+/// Cluster membership: list, add a learner, update it, promote a voter (error), remove.
+fn members(c: &mut Checks, cluster: &Cluster, u: &str, lu: &str) -> HashMap<String, u64> {
+    let ml = post_ok(u, "/v3/cluster/member/list", json!({}));
+    check_header(c, "member list", &ml);
     let members = ml["members"].as_array().expect("members").clone();
     c.eq("member count", members.len(), 3);
     let mut ids: HashMap<String, u64> = HashMap::new();
@@ -560,11 +578,11 @@ async fn json_gateway_paths() {
     }
     let learner_url = format!("http://127.0.0.1:{}", free_port());
     let add = post_ok(
-        &u,
+        u,
         "/v3/cluster/member/add",
         json!({"peerURLs": [learner_url], "isLearner": true}),
     );
-    check_header(&mut c, "member add", &add);
+    check_header(c, "member add", &add);
     let learner = uint(&add["member"]["ID"]);
     assert!(learner != 0, "member add: no ID: {add}");
     c.eq(
@@ -582,7 +600,7 @@ async fn json_gateway_paths() {
         add["members"].as_array().map(Vec::len),
         Some(4),
     );
-    let ml = post_ok(&lu, "/v3/cluster/member/list", json!({}));
+    let ml = post_ok(lu, "/v3/cluster/member/list", json!({}));
     c.check(
         ml["members"].as_array().is_some_and(|a| {
             a.iter()
@@ -592,11 +610,11 @@ async fn json_gateway_paths() {
     );
     let new_url = format!("http://127.0.0.1:{}", free_port());
     let upd = post_ok(
-        &u,
+        u,
         "/v3/cluster/member/update",
         json!({"ID": learner.to_string(), "peerURLs": [new_url]}),
     );
-    check_header(&mut c, "member update", &upd);
+    check_header(c, "member update", &upd);
     c.check(
         upd["members"].as_array().is_some_and(|a| {
             a.iter()
@@ -606,43 +624,42 @@ async fn json_gateway_paths() {
     );
     let voter = ids["m0"];
     let pr = post(
-        &u,
+        u,
         "/v3/cluster/member/promote",
         &json!({"ID": voter.to_string()}).to_string(),
     );
-    check_error(&mut c, "promote a voter", &pr, 400, 9, PROMOTE_VOTER);
+    check_error(c, "promote a voter", &pr, 400, 9, PROMOTE_VOTER);
     let rm = post_ok(
-        &u,
+        u,
         "/v3/cluster/member/remove",
         json!({"ID": learner.to_string()}),
     );
-    check_header(&mut c, "member remove", &rm);
+    check_header(c, "member remove", &rm);
     c.eq(
         "members after remove",
         rm["members"].as_array().map(Vec::len),
         Some(3),
     );
-    let ml = post_ok(&u, "/v3/cluster/member/list", json!({}));
+    let ml = post_ok(u, "/v3/cluster/member/list", json!({}));
     c.eq(
         "member list after remove",
         ml["members"].as_array().map(Vec::len),
         Some(3),
     );
+    ids
+}
 
-    // --- maintenance: status, alarm, defragment, hash, hashkv, snapshot.
-    let st = post_ok(&lu, "/v3/maintenance/status", json!({}));
-    check_header(&mut c, "status", &st);
+/// Maintenance: status, alarm, defragment, hash, hashkv, snapshot.
+fn maintenance(c: &mut Checks, u: &str, lu: &str, listed_leader: u64, compact_rev: i64) {
+    let st = post_ok(lu, "/v3/maintenance/status", json!({}));
+    check_header(c, "status", &st);
     let leader_id = uint(&st["header"]["member_id"]);
     c.eq(
         "status leader (asked of the leader)",
         uint(&st["leader"]),
         leader_id,
     );
-    c.eq(
-        "leader's id in member list",
-        ids[&format!("m{leader}")],
-        leader_id,
-    );
+    c.eq("leader's id in member list", listed_leader, leader_id);
     c.check(int(&st["raftIndex"]) > 0, || {
         format!("status raftIndex: {st}")
     });
@@ -654,29 +671,29 @@ async fn json_gateway_paths() {
         st["version"].as_str().is_some_and(|v| v.starts_with("3.")),
         || format!("status version: {st}"),
     );
-    let st = post_ok(&u, "/v3/maintenance/status", json!({}));
+    let st = post_ok(u, "/v3/maintenance/status", json!({}));
     c.eq(
         "status leader (asked of a follower)",
         uint(&st["leader"]),
         leader_id,
     );
-    let al = post_ok(&u, "/v3/maintenance/alarm", json!({"action": "GET"}));
-    check_header(&mut c, "alarm", &al);
+    let al = post_ok(u, "/v3/maintenance/alarm", json!({"action": "GET"}));
+    check_header(c, "alarm", &al);
     c.check(al.get("alarms").is_none(), || {
         format!("alarm GET: no alarms expected: {al}")
     });
-    let df = post_ok(&u, "/v3/maintenance/defragment", json!({}));
-    check_header(&mut c, "defragment", &df);
-    let h = post_ok(&u, "/v3/maintenance/hash", json!({}));
-    check_header(&mut c, "hash", &h);
+    let df = post_ok(u, "/v3/maintenance/defragment", json!({}));
+    check_header(c, "defragment", &df);
+    let h = post_ok(u, "/v3/maintenance/hash", json!({}));
+    check_header(c, "hash", &h);
     c.check(h["hash"].as_u64().is_some_and(|x| x > 0), || {
         format!("hash: a uint32 JSON number expected: {h}")
     });
-    let hk = post(&u, "/v3/maintenance/hashkv", "{}");
+    let hk = post(u, "/v3/maintenance/hashkv", "{}");
     c.eq("hashkv HTTP status", hk.status, 200);
     if hk.status == 200 {
         let hk = hk.json();
-        check_header(&mut c, "hashkv", &hk);
+        check_header(c, "hashkv", &hk);
         c.check(hk["hash"].as_u64().is_some_and(|x| x > 0), || {
             format!("hashkv: a uint32 JSON number expected: {hk}")
         });
@@ -689,7 +706,7 @@ async fn json_gateway_paths() {
         c.failures
             .push(format!("POST /v3/maintenance/hashkv {{}}: {}", hk.body));
     }
-    let sn = post(&u, "/v3/maintenance/snapshot", "{}");
+    let sn = post(u, "/v3/maintenance/snapshot", "{}");
     c.eq("snapshot HTTP status", sn.status, 200);
     let lines = sn.json_lines();
     c.check(!lines.is_empty(), || "snapshot: no lines".into());
@@ -721,8 +738,10 @@ async fn json_gateway_paths() {
     c.check(remaining.windows(2).all(|w| w[0] >= w[1]), || {
         format!("snapshot remaining_bytes not decreasing: {remaining:?}")
     });
+}
 
-    // --- watch: a streamed `curl -N`, created first, then the events of puts and a delete.
+/// Watch: a streamed `curl -N`, created first, then the events of puts and a delete.
+fn watch(c: &mut Checks, u: &str, lu: &str) {
     let mut child = Command::new("curl")
         .args([
             "-sS",
@@ -758,23 +777,23 @@ async fn json_gateway_paths() {
         first["result"]["created"].clone(),
         json!(true),
     );
-    check_header(&mut c, "watch created", &first["result"]);
+    check_header(c, "watch created", &first["result"]);
     let w1 = post_ok(
-        &lu,
+        lu,
         "/v3/kv/put",
         json!({"key": b64("w/1"), "value": b64("one")}),
     );
     post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("w/2"), "value": b64("two")}),
     );
     post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("elsewhere"), "value": b64("no")}),
     );
-    post_ok(&u, "/v3/kv/deleterange", json!({"key": b64("w/1")}));
+    post_ok(u, "/v3/kv/deleterange", json!({"key": b64("w/1")}));
     let mut events: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while events.len() < 3 && Instant::now() < deadline {
@@ -819,10 +838,12 @@ async fn json_gateway_paths() {
             format!("watch: PUT (enum 0) must be omitted: {e}")
         });
     }
+}
 
-    // --- /v3beta: etcd 3.4's alias (dropped in 3.5); checked only if served.
+/// `/v3beta`: etcd 3.4's alias (dropped in 3.5); checked only if served.
+fn v3beta(c: &mut Checks, u: &str) {
     let beta = post(
-        &u,
+        u,
         "/v3beta/kv/range",
         &json!({"key": b64("foo")}).to_string(),
     );
@@ -836,75 +857,63 @@ async fn json_gateway_paths() {
             "qux".into(),
         );
     }
+}
 
-    // --- 2. GET /v3/kv/range?key=... with plain-text keys.
+/// `GET /v3/kv/range?key=...`: plain-text keys, `prefix`, `range_end`, `limit`, `revision`,
+/// `keys_only`, `count_only`, `serializable`.
+fn get_range(c: &mut Checks, u: &str, rev1: i64) {
     let mut g_rev = 0;
     for (k, v) in [("g/a", "1"), ("g/b", "2"), ("g/c", "3"), ("h", "4")] {
         g_rev = rev(&post_ok(
-            &u,
+            u,
             "/v3/kv/put",
             json!({"key": b64(k), "value": b64(v)}),
         ));
     }
     post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("g/a"), "value": b64("1b")}),
     );
-    let get_keys = |c: &mut Checks, what: &str, path: &str| -> Value {
-        let r = get(&u, path);
+    // The response and its keys (decoded, as a JSON array).
+    let get_keys = |c: &mut Checks, what: &str, path: &str| -> (Value, Value) {
+        let r = get(u, path);
         c.eq(&format!("{what}: HTTP status"), r.status, 200);
         let v = r.json();
         let keys: Vec<String> = v["kvs"]
             .as_array()
             .map(|a| a.iter().map(|kv| text(&kv["key"])).collect())
             .unwrap_or_default();
-        let mut v = v;
-        v["_keys"] = json!(keys);
-        v
+        (v, json!(keys))
     };
-    let r = get_keys(&mut c, "GET key", "/v3/kv/range?key=g/a");
-    c.eq("GET key keys", r["_keys"].clone(), json!(["g/a"]));
+    let (r, keys) = get_keys(c, "GET key", "/v3/kv/range?key=g/a");
+    c.eq("GET key keys", keys, json!(["g/a"]));
     c.eq("GET key value", text(&r["kvs"][0]["value"]), "1b".into());
     c.eq("GET key count", int(&r["count"]), 1);
-    check_header(&mut c, "GET range", &r);
-    let r = get_keys(&mut c, "GET prefix", "/v3/kv/range?key=g/&prefix=true");
-    c.eq(
-        "GET prefix keys",
-        r["_keys"].clone(),
-        json!(["g/a", "g/b", "g/c"]),
-    );
+    check_header(c, "GET range", &r);
+    let (r, keys) = get_keys(c, "GET prefix", "/v3/kv/range?key=g/&prefix=true");
+    c.eq("GET prefix keys", keys, json!(["g/a", "g/b", "g/c"]));
     c.eq("GET prefix count", int(&r["count"]), 3);
-    let r = get_keys(
-        &mut c,
-        "GET range_end",
-        "/v3/kv/range?key=g/a&range_end=g/c",
-    );
-    c.eq(
-        "GET range_end keys",
-        r["_keys"].clone(),
-        json!(["g/a", "g/b"]),
-    );
-    let r = get_keys(
-        &mut c,
-        "GET limit",
-        "/v3/kv/range?key=g/&prefix=true&limit=1",
-    );
-    c.eq("GET limit keys", r["_keys"].clone(), json!(["g/a"]));
+    let (r, keys) = get_keys(c, "GET range_end", "/v3/kv/range?key=g/a&range_end=g/c");
+    c.eq("GET range_end keys", keys, json!(["g/a", "g/b"]));
+    c.eq("GET range_end count", int(&r["count"]), 2);
+    let (r, keys) = get_keys(c, "GET limit", "/v3/kv/range?key=g/&prefix=true&limit=1");
+    c.eq("GET limit keys", keys, json!(["g/a"]));
     c.eq("GET limit more", r["more"].clone(), json!(true));
     c.eq("GET limit count", int(&r["count"]), 3);
-    let r = get_keys(
-        &mut c,
+    let (r, keys) = get_keys(
+        c,
         "GET revision",
         &format!("/v3/kv/range?key=g/a&revision={g_rev}"),
     );
+    c.eq("GET revision keys", keys, json!(["g/a"]));
     c.eq(
         "GET revision value",
         text(&r["kvs"][0]["value"]),
         "1".into(),
     );
-    let r = get_keys(
-        &mut c,
+    let (r, keys) = get_keys(
+        c,
         "GET keys_only",
         "/v3/kv/range?key=g/&prefix=true&keys_only=true",
     );
@@ -914,8 +923,9 @@ async fn json_gateway_paths() {
             .is_some_and(|a| a.len() == 3 && a.iter().all(|kv| kv.get("value").is_none())),
         || format!("GET keys_only: 3 kvs without values expected: {r}"),
     );
-    let r = get_keys(
-        &mut c,
+    c.eq("GET keys_only keys", keys, json!(["g/a", "g/b", "g/c"]));
+    let (r, keys) = get_keys(
+        c,
         "GET count_only",
         "/v3/kv/range?key=g/&prefix=true&count_only=true",
     );
@@ -923,23 +933,24 @@ async fn json_gateway_paths() {
         format!("GET count_only: kvs must be absent: {r}")
     });
     c.eq("GET count_only count", int(&r["count"]), 3);
-    let r = get_keys(
-        &mut c,
+    c.eq("GET count_only keys", keys, json!([]));
+    let (r, keys) = get_keys(
+        c,
         "GET serializable",
         "/v3/kv/range?key=h&serializable=true",
     );
-    c.eq("GET serializable keys", r["_keys"].clone(), json!(["h"]));
-    let r = get(&u, &format!("/v3/kv/range?key=foo&revision={rev1}"));
-    check_error(
-        &mut c,
-        "GET at a compacted revision",
-        &r,
-        400,
-        11,
-        COMPACTED,
+    c.eq("GET serializable keys", keys, json!(["h"]));
+    c.eq(
+        "GET serializable value",
+        text(&r["kvs"][0]["value"]),
+        "4".into(),
     );
+    let r = get(u, &format!("/v3/kv/range?key=foo&revision={rev1}"));
+    check_error(c, "GET at a compacted revision", &r, 400, 11, COMPACTED);
+}
 
-    // --- 3. Malformed bodies: 400 with a JSON error carrying a message; still serving after.
+/// Malformed bodies: 400 with a JSON error carrying a message; still serving after.
+fn malformed(c: &mut Checks, u: &str, lu: &str) {
     let bad: &[(&str, &str)] = &[
         ("/v3/kv/range", r#"{"key": 5"#),
         ("/v3/kv/range", "[1,2]"),
@@ -955,7 +966,7 @@ async fn json_gateway_paths() {
         ("/v3/lease/keepalive", r#"{"ID": true}"#),
     ];
     for (path, body) in bad {
-        let r = post(&u, path, body);
+        let r = post(u, path, body);
         let what = format!("POST {path} {body:?}");
         c.eq(&format!("{what}: HTTP status"), r.status, 400);
         match serde_json::from_str::<Value>(&r.body) {
@@ -972,30 +983,28 @@ async fn json_gateway_paths() {
                 .push(format!("{what}: error body is not JSON: {:?}", r.body)),
         }
     }
-    let r = post_ok(&u, "/v3/kv/range", json!({"key": b64("foo")}));
+    let r = post_ok(u, "/v3/kv/range", json!({"key": b64("foo")}));
     c.eq(
         "foo after malformed puts",
         text(&r["kvs"][0]["value"]),
         "qux".into(),
     );
     let p = post_ok(
-        &u,
+        u,
         "/v3/kv/put",
         json!({"key": b64("after"), "value": b64("ok")}),
     );
-    let r = post_ok(&lu, "/v3/kv/range", json!({"key": b64("after")}));
+    let r = post_ok(lu, "/v3/kv/range", json!({"key": b64("after")}));
     c.eq(
         "put after malformed bodies",
         text(&r["kvs"][0]["value"]),
         "ok".into(),
     );
     c.eq("revision after malformed bodies", rev(&r), rev(&p));
-
-    c.done();
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. /health, /livez, /readyz, /version; then quorum loss.
+// /health, /livez, /readyz, /version; then quorum loss.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readyz_livez_version() {
@@ -1128,7 +1137,7 @@ async fn health_readyz_livez_version() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 5. /metrics.
+// /metrics.
 
 /// Parse a scrape with prometheus-parse.
 ///
