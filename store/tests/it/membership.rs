@@ -67,10 +67,21 @@ async fn add_voter_catch_up_and_remove_leader() {
         .await
         .unwrap();
     assert_eq!(got.count(), 20, "joiner has the data");
-    let listed = c.member_list().await.unwrap();
-    assert_eq!(listed.members().len(), 4);
-    let m = listed.members().iter().find(|m| m.id() == new_id).unwrap();
-    assert_eq!(m.name(), "m3");
+    // Once started, the member publishes its name (through Raft, shortly after joining).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = c.member_list().await.unwrap();
+        assert_eq!(listed.members().len(), 4);
+        let m = listed.members().iter().find(|m| m.id() == new_id).unwrap();
+        if m.name() == "m3" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new member never published its name"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     cluster.members.push(joiner);
 
     // Remove the leader through another member.

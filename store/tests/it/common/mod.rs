@@ -71,9 +71,9 @@ impl Member {
             "--initial-cluster-token".into(),
             self.token.clone(),
             "--heartbeat-interval".into(),
-            "50".into(),
+            "100".into(),
             "--election-timeout".into(),
-            "500".into(),
+            "1000".into(),
         ];
         a.extend(self.extra.iter().cloned());
         a
