@@ -228,6 +228,9 @@ impl Server {
             t.abort();
         }
         let _ = self.node.raft.shutdown().await;
+        if let Err(e) = self.node.sm.flush() {
+            tracing::warn!(error = %e, "failed to flush the state machine at shutdown");
+        }
     }
 }
 

@@ -68,7 +68,12 @@ impl LogStore {
     }
 
     fn put_meta<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        self.put_meta_with(key, v, Durability::Immediate)
+    }
+
+    fn put_meta_with<T: serde::Serialize>(&self, key: &str, v: &T, d: Durability) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(d)?;
         txn.open_table(RAFT_META)?
             .insert(key, encode(v).as_slice())?;
         txn.commit()?;
@@ -180,7 +185,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let me = self.clone();
-        blocking(move || me.put_meta(KEY_COMMITTED, &committed))
+        // Advisory (openraft re-learns it): made durable by the next append.
+        blocking(move || me.put_meta_with(KEY_COMMITTED, &committed, Durability::None))
             .await
             .map_err(|e| sto_err(StorageIOError::write, e))
     }

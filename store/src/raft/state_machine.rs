@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
@@ -31,6 +33,9 @@ pub const DEFAULT_MAX_SNAPSHOTS: usize = 5;
 /// redb page cache of `state.redb`.
 pub const STATE_CACHE_BYTES: usize = 128 * 1024 * 1024;
 
+/// The longest a state-machine write stays non-durable.
+pub const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Applied batches kept for watchers that are behind; a watcher further behind catches up from
 /// storage, so this bounds the memory a stalled watcher can pin.
 pub const LIVE_BATCHES: usize = 32;
@@ -49,6 +54,7 @@ pub struct SmShared {
     /// Write-locked only by defragmentation, which needs the database to itself.
     db: std::sync::RwLock<Database>,
     in_use: Mutex<(Option<std::time::Instant>, i64)>,
+    last_durable: Mutex<std::time::Instant>,
     path: PathBuf,
     snap_dir: PathBuf,
     revision: AtomicI64,
@@ -78,6 +84,7 @@ impl SmShared {
         Ok(Arc::new(SmShared {
             db: std::sync::RwLock::new(db),
             in_use: Mutex::new((None, 0)),
+            last_durable: Mutex::new(std::time::Instant::now()),
             path,
             snap_dir,
             revision: AtomicI64::new(rev),
@@ -255,8 +262,32 @@ impl SmShared {
         Ok(out)
     }
 
+    /// Make every earlier commit durable (they are normally not: the Raft log is, and entries
+    /// after the last durable commit are applied again at start).
+    pub fn flush(&self) -> Result<()> {
+        let mut txn = self.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        *self.last_durable.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        Ok(())
+    }
+
     fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>> {
-        let txn = self.db().begin_write()?;
+        let mut txn = self.db().begin_write()?;
+        // The Raft log is durable; the state machine only needs to be now and then (and before
+        // a snapshot lets the log be purged): a crash re-applies the entries after it.
+        let durable = {
+            let mut last = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= DURABLE_EVERY {
+                *last = std::time::Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if !durable {
+            txn.set_durability(Durability::None)?;
+        }
         let mut out = Vec::with_capacity(entries.len());
         let (events, rev, compact) = {
             let mut store = Store::open(&txn)?;
@@ -323,6 +354,8 @@ impl SmShared {
     }
 
     fn build_snapshot_blocking(&self) -> Result<(SnapshotMeta, PathBuf)> {
+        // The log may be purged up to this snapshot: what it holds must be durable first.
+        self.flush()?;
         let txn = self.read()?;
         let meta_t = txn.open_table(META)?;
         let last: Option<LogId> = match meta_t.get(META_LAST_APPLIED)? {
