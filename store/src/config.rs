@@ -13,6 +13,10 @@ pub enum ClusterState {
     New,
     /// Join a running cluster that already added this member.
     Existing,
+    /// kvstore extension for operators: bootstrap with `--initial-cluster` when this member is
+    /// named in it, otherwise join the running cluster through the members it names (waiting
+    /// until this member has been added).
+    Auto,
 }
 
 /// The `kvstore` server flags.
@@ -142,7 +146,9 @@ impl ServerConfig {
             )]);
         };
         let out = parse_initial_cluster(spec)?;
-        if !out.iter().any(|(n, _)| *n == self.name) {
+        if self.initial_cluster_state != ClusterState::Auto
+            && !out.iter().any(|(n, _)| *n == self.name)
+        {
             return Err(Error::Config(format!(
                 "--initial-cluster has no member named {:?} (this member's --name)",
                 self.name

@@ -139,7 +139,13 @@ async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Resul
         }
         return Ok(id);
     }
-    match cfg.initial_cluster_state {
+    let named = cfg.initial_members()?.iter().any(|(n, _)| *n == cfg.name);
+    let state = match cfg.initial_cluster_state {
+        ClusterState::Auto if named => ClusterState::New,
+        ClusterState::Auto => ClusterState::Auto,
+        other => other,
+    };
+    match state {
         ClusterState::New => {
             let (cluster_id, members) = bootstrap_members(cfg)?;
             let member_id = ids::member_id(
@@ -159,7 +165,7 @@ async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Resul
                 bootstrap: Some(members),
             })
         }
-        ClusterState::Existing => {
+        ClusterState::Existing | ClusterState::Auto => {
             let mine = &cfg.initial_advertise_peer_urls;
             let others: Vec<String> = cfg
                 .initial_members()?
@@ -188,6 +194,11 @@ async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Resul
                                         bootstrapped: false,
                                         bootstrap: None,
                                     });
+                                }
+                                None if state == ClusterState::Auto => {
+                                    if attempt % 10 == 0 {
+                                        tracing::info!(cluster = %format!("{:x}", info.cluster_id), "waiting to be added to the cluster");
+                                    }
                                 }
                                 None => {
                                     return Err(Error::Config(format!(
