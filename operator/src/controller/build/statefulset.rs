@@ -1,0 +1,290 @@
+//! The StatefulSet of members: stable names and one data volume per member, readiness on
+//! `/readyz` and liveness on `/livez`, non-root with a read-only root filesystem, and time for a
+//! leader to step down on termination. Pods are created in parallel and only replaced when the
+//! operator deletes them (`OnDelete`): the operator, not the StatefulSet, drives membership.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecurityContext, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kv_crds::v1alpha1::{AntiAffinity, PullPolicy, VolumePolicy};
+
+use super::{MemberPlan, labels, meta};
+use crate::controller::validate::{CLIENT_PORT, PEER_PORT, Validated};
+
+/// Where the data volume is mounted.
+pub const DATA_DIR: &str = "/var/lib/kvstore";
+/// Seconds a member gets to stop (a leader hands over before it exits).
+pub const GRACE_SECONDS: i64 = 30;
+/// The non-root user of the kvstore image.
+pub const USER_ID: i64 = 65532;
+
+/// The member command line. `$(POD_NAME)` is expanded by the kubelet.
+pub fn args(v: &Validated, plan: &MemberPlan) -> Vec<String> {
+    let me = "$(POD_NAME)";
+    // Before the cluster exists only member 0 bootstraps it; afterwards every new member joins
+    // through the members there are, so a member with a wiped volume can never start a second
+    // cluster.
+    let (initial, state) = if plan.bootstrapped && !plan.members.is_empty() {
+        let peers: Vec<String> = plan
+            .members
+            .iter()
+            .map(|m| format!("{m}={}", v.peer_url(m)))
+            .collect();
+        (peers.join(","), "existing")
+    } else {
+        let seed = v.member(0);
+        (format!("{seed}={}", v.peer_url(&seed)), "auto")
+    };
+    let r = &v.spec.raft;
+    let mut a = vec![
+        format!("--name={me}"),
+        format!("--data-dir={DATA_DIR}/data"),
+        format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
+        format!("--advertise-client-urls={}", v.client_url(me)),
+        format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
+        format!("--initial-advertise-peer-urls={}", v.peer_url(me)),
+        format!("--initial-cluster={initial}"),
+        format!("--initial-cluster-state={state}"),
+        format!("--initial-cluster-token={}", v.token),
+        format!("--heartbeat-interval={}", r.heartbeat_interval_ms),
+        format!("--election-timeout={}", r.election_timeout_ms),
+        format!("--snapshot-count={}", r.snapshot_count),
+    ];
+    if v.spec.store.quota_bytes > 0 {
+        a.push(format!(
+            "--quota-backend-bytes={}",
+            v.spec.store.quota_bytes
+        ));
+    }
+    a
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(CLIENT_PORT),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(5),
+        ..Default::default()
+    }
+}
+
+fn affinity(v: &Validated) -> Option<Affinity> {
+    if let Some(a) = &v.spec.pod.affinity {
+        return Some(a.clone());
+    }
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector {
+            match_labels: Some(v.selector.clone()),
+            ..Default::default()
+        }),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..Default::default()
+    };
+    let anti = match v.spec.pod.anti_affinity {
+        AntiAffinity::None => return None,
+        AntiAffinity::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..Default::default()
+        },
+        AntiAffinity::Preferred => PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: term,
+                },
+            ]),
+            ..Default::default()
+        },
+    };
+    Some(Affinity {
+        pod_anti_affinity: Some(anti),
+        ..Default::default()
+    })
+}
+
+fn pod_security(v: &Validated) -> PodSecurityContext {
+    v.spec
+        .pod
+        .security_context
+        .clone()
+        .unwrap_or(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(USER_ID),
+            run_as_group: Some(USER_ID),
+            fs_group: Some(USER_ID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+}
+
+fn container(v: &Validated, plan: &MemberPlan) -> Container {
+    Container {
+        name: "kvstore".into(),
+        image: Some(v.image.clone()),
+        image_pull_policy: v.spec.image.as_ref().and_then(|i| i.pull_policy).map(|p| {
+            match p {
+                PullPolicy::Always => "Always",
+                PullPolicy::IfNotPresent => "IfNotPresent",
+                PullPolicy::Never => "Never",
+            }
+            .to_string()
+        }),
+        args: Some(args(v, plan)),
+        env: Some(vec![EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("client".into()),
+                container_port: CLIENT_PORT,
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("peer".into()),
+                container_port: PEER_PORT,
+                ..Default::default()
+            },
+        ]),
+        readiness_probe: Some(probe("/readyz", 5, 3)),
+        liveness_probe: Some(probe("/livez", 10, 6)),
+        startup_probe: Some(probe("/livez", 2, 60)),
+        resources: v.spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn policy(p: VolumePolicy) -> String {
+    match p {
+        VolumePolicy::Retain => "Retain".into(),
+        VolumePolicy::Delete => "Delete".into(),
+    }
+}
+
+/// The StatefulSet.
+pub fn statefulset(v: &Validated, plan: &MemberPlan) -> StatefulSet {
+    let mut pod_labels: BTreeMap<String, String> = v.spec.pod.labels.clone();
+    pod_labels.extend(labels(v));
+    let pod = PodSpec {
+        containers: vec![container(v, plan)],
+        affinity: affinity(v),
+        node_selector: (!v.spec.pod.node_selector.is_empty())
+            .then(|| v.spec.pod.node_selector.clone()),
+        tolerations: (!v.spec.pod.tolerations.is_empty()).then(|| v.spec.pod.tolerations.clone()),
+        topology_spread_constraints: (!v.spec.pod.topology_spread_constraints.is_empty())
+            .then(|| v.spec.pod.topology_spread_constraints.clone()),
+        priority_class_name: v.spec.pod.priority_class_name.clone(),
+        security_context: Some(pod_security(v)),
+        termination_grace_period_seconds: Some(GRACE_SECONDS),
+        enable_service_links: Some(false),
+        image_pull_secrets: v
+            .spec
+            .image
+            .as_ref()
+            .filter(|i| !i.pull_secrets.is_empty())
+            .map(|i| {
+                i.pull_secrets
+                    .iter()
+                    .map(|s| k8s_openapi::api::core::v1::LocalObjectReference { name: s.clone() })
+                    .collect()
+            }),
+        ..Default::default()
+    };
+    let storage = &v.spec.storage;
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(labels(v)),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(storage.size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    StatefulSet {
+        metadata: meta(v, &v.name),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(plan.slots),
+            service_name: Some(v.peer_service.clone()),
+            selector: LabelSelector {
+                match_labels: Some(v.selector.clone()),
+                ..Default::default()
+            },
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..Default::default()
+            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(policy(storage.retention.when_deleted)),
+                    when_scaled: Some(policy(storage.retention.when_scaled_down)),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: (!v.spec.pod.annotations.is_empty())
+                        .then(|| v.spec.pod.annotations.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,4 @@
+//! The KVCluster controller: validation and the pure builders of every child object.
+
+pub mod build;
+pub mod validate;
