@@ -9,7 +9,6 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::api::{Api, Services};
 use crate::config::{ClusterState, ServerConfig, listen_addr};
@@ -317,7 +316,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
             let r = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(svc)
-                .serve_with_incoming(TcpListenerStream::new(l))
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                )
                 .await;
             if let Err(e) = r {
                 tracing::error!(error = %e, "peer server stopped");

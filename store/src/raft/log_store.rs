@@ -1,9 +1,10 @@
 //! The Raft log and vote in their own redb database (`raft.redb`), so appends never wait for
 //! the state machine's write lock.
 //!
-//! Every append is one durable redb commit holding all the entries openraft hands over at
-//! once: with many clients the leader batches their proposals, so one fsync covers many
-//! entries (group commit).
+//! An append is written at once (readable as soon as `append` returns, as openraft requires) in a
+//! non-durable redb commit; a flusher thread then makes everything written so far durable with
+//! one fsync and reports each append flushed. So the leader replicates while its own fsync runs,
+//! and one fsync covers every append that arrived meanwhile (group commit).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -41,6 +42,31 @@ pub fn open_log_db(path: &std::path::Path) -> Result<Database, redb::DatabaseErr
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// Make appends durable in batches, then tell openraft, in order.
+fn flusher(db: Arc<Database>, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let start = std::time::Instant::now();
+        let res = (|| -> Result<()> {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
+        for cb in batch {
+            match &res {
+                Ok(()) => cb.log_io_completed(Ok(())),
+                Err(e) => cb.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+            }
+        }
+    }
 }
 
 impl LogStore {
@@ -50,7 +76,12 @@ impl LogStore {
         txn.open_table(LOG)?;
         txn.open_table(RAFT_META)?;
         txn.commit()?;
-        Ok(LogStore { db })
+        let (tx, rx) = std::sync::mpsc::channel();
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-flush".into())
+            .spawn(move || flusher(flush_db, rx))?;
+        Ok(LogStore { db, flusher: tx })
     }
 
     /// The shared database (identity records live beside the log).
@@ -95,16 +126,14 @@ impl LogStore {
 
     fn append_blocking(&self, entries: Vec<Entry>) -> Result<()> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(Durability::None)?;
         {
             let mut t = txn.open_table(LOG)?;
             for e in &entries {
                 t.insert(e.log_id.index, encode(e).as_slice())?;
             }
         }
-        let start = std::time::Instant::now();
         txn.commit()?;
-        crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
         Ok(())
     }
 
@@ -212,7 +241,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let res = blocking(move || me.append_blocking(entries)).await;
         match res {
             Ok(()) => {
-                callback.log_io_completed(Ok(()));
+                // Durable later, in the flusher's next batch.
+                if let Err(e) = self.flusher.send(callback) {
+                    e.0.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
+                }
                 Ok(())
             }
             Err(e) => {
