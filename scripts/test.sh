@@ -25,3 +25,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "==> tests"
 cargo nextest run --workspace --profile ci
 cargo test --workspace --doc
+echo "==> manifests (helm lint, kubernetes-validate, CRD schema, install.yaml drift)"
+scripts/validate-manifests.sh --objects operator/golden
