@@ -6,7 +6,11 @@
 //! - [`controller::build`]: the Kubernetes objects of a cluster (pure functions, golden-tested);
 //! - membership changes, apply and status come next (see the README's operator section).
 
+pub mod context;
 pub mod controller;
+pub mod http;
+pub mod leader;
+pub mod metrics;
 
 /// Field manager prefix of every server-side apply.
 pub const FIELD_MANAGER: &str = "kv-operator";

@@ -1,5 +1,30 @@
-//! The KVCluster controller: validation and the pure builders of every child object.
+//! The KVCluster controller: validate, plan membership, build, apply, status.
 
+pub mod apply;
 pub mod build;
 pub mod members;
+pub mod observe;
+pub mod reconcile;
+pub mod status;
 pub mod validate;
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// A call to a member failed.
+    #[error("member API call failed: {0}")]
+    Member(String),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn metric_label(&self) -> String {
+        match self {
+            Error::Kube(_) => "kube".into(),
+            Error::Member(_) => "member".into(),
+        }
+    }
+}

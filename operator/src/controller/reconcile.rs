@@ -1,0 +1,239 @@
+//! The reconcile loop: fetch → validate → plan one membership step → build → apply → status.
+//! Errors are retried with back-off; a KVCluster that cannot be reconciled as written gets an
+//! Event and a status saying why, never a crash.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use kv_crds::v1alpha1::{KVCluster, KVClusterStatus};
+
+use super::build::{MemberPlan, build};
+use super::members::{Step, next_step};
+use super::observe::observe;
+use super::validate::validate;
+use super::{Error, apply, status};
+use crate::context::Context;
+
+async fn event(ctx: &Context, kvc: &KVCluster, warning: bool, reason: &str, note: String) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &kvc.object_ref(&())).await {
+        tracing::warn!(error = %e, "failed to publish an event");
+    }
+}
+
+async fn patch_status(
+    ctx: &Context,
+    kvc: &KVCluster,
+    status: KVClusterStatus,
+) -> Result<(), Error> {
+    let api: Api<KVCluster> =
+        Api::namespaced(ctx.client.clone(), &kvc.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": format!("{}/{}", kv_crds::GROUP, kv_crds::VERSION),
+        "kind": "KVCluster",
+        "status": status,
+    });
+    let pp = PatchParams::apply(&format!("{}/status", crate::FIELD_MANAGER)).force();
+    api.patch_status(&kvc.name_any(), &pp, &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+/// Reconcile one KVCluster.
+#[tracing::instrument(skip(kvc, ctx), fields(kvc = %kvc.name_any(), ns = ?kvc.namespace()))]
+pub async fn reconcile(kvc: Arc<KVCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let res = reconcile_inner(&kvc, &ctx).await;
+    ctx.metrics
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
+    let v = match validate(kvc) {
+        Ok(v) => v,
+        Err(e) => {
+            event(ctx, kvc, true, "InvalidSpec", e.to_string()).await;
+            return Ok(Action::await_change());
+        }
+    };
+    if kvc.spec.paused {
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+    let sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let slots = sets
+        .get_opt(&v.name)
+        .await?
+        .and_then(|s| s.spec)
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let (observed, reports) = observe(&v, slots).await;
+    let step = next_step(&observed);
+    let mut plan = MemberPlan {
+        slots,
+        bootstrapped: observed.bootstrapped,
+        members: observed
+            .members
+            .iter()
+            .map(|m| v.member(m.ordinal))
+            .collect(),
+    };
+    match &step {
+        Step::Bootstrap => {
+            plan = MemberPlan {
+                slots: 1,
+                bootstrapped: false,
+                members: vec![],
+            };
+            event(
+                ctx,
+                kvc,
+                false,
+                "Bootstrapping",
+                format!("starting {} to bootstrap the cluster", v.member(0)),
+            )
+            .await;
+        }
+        Step::SetSlots(n) => plan.slots = *n,
+        Step::AddLearner { ordinal } => {
+            let id = apply::add_learner(&v, &reports, *ordinal).await?;
+            event(
+                ctx,
+                kvc,
+                false,
+                "MemberAdded",
+                format!("added {} as learner {id:x}", v.member(*ordinal)),
+            )
+            .await;
+        }
+        Step::Promote { id } => {
+            if apply::promote(&v, &reports, *id).await? {
+                event(
+                    ctx,
+                    kvc,
+                    false,
+                    "MemberPromoted",
+                    format!("member {id:x} is a voter"),
+                )
+                .await;
+            }
+        }
+        Step::MoveLeader { from, to } => {
+            apply::move_leader(&v, &reports, *to).await?;
+            event(
+                ctx,
+                kvc,
+                false,
+                "LeaderMoved",
+                format!("leadership moved from {from:x} to {to:x}"),
+            )
+            .await;
+        }
+        Step::Remove { id } => {
+            apply::remove(&v, &reports, *id).await?;
+            event(
+                ctx,
+                kvc,
+                false,
+                "MemberRemoved",
+                format!("member {id:x} removed"),
+            )
+            .await;
+        }
+        Step::Wait(why) => tracing::info!(reason = why, "waiting"),
+        Step::Done => {}
+    }
+    apply::apply(&ctx.client, &v, build(&v, &plan)).await?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let lp = ListParams::default().labels(&v.selector_string());
+    let ready: Vec<String> = pods
+        .list(&lp)
+        .await?
+        .into_iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .map(|p| p.name_any())
+        .collect();
+    let mut observed = observed;
+    observed.slots = plan.slots;
+    let st = status::compute(
+        &v,
+        kvc.metadata.generation,
+        kvc.status.as_ref(),
+        &observed,
+        &reports,
+        &ready,
+        &step,
+    );
+    if kvc.status.as_ref() != Some(&st) {
+        patch_status(ctx, kvc, st).await?;
+    }
+    Ok(match step {
+        Step::Done => Action::requeue(Duration::from_secs(30)),
+        _ => Action::requeue(Duration::from_secs(2)),
+    })
+}
+
+/// Retry failed reconciles with a pause, counting the error.
+pub fn error_policy(kvc: Arc<KVCluster>, e: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(kvc = %kvc.name_any(), error = %e, "reconcile failed");
+    ctx.metrics
+        .errors
+        .get_or_create(&crate::metrics::ErrorLabels {
+            error: e.metric_label(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Run the controller until the stream ends.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let kvcs: Api<KVCluster> = Api::all(client.clone());
+    Controller::new(kvcs, watcher::Config::default())
+        .owns(
+            Api::<StatefulSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<PodDisruptionBudget>::all(client),
+            watcher::Config::default(),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile stream error");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,190 @@
+//! Status step: the KVCluster's status computed from what was observed (pure), then written
+//! with server-side apply only when it changed.
+
+use kv_crds::v1alpha1::{Condition, KVClusterStatus, MemberStatus, OperationStatus};
+
+use super::members::{Observed, Step};
+use super::observe::MemberReport;
+use super::validate::Validated;
+
+fn condition(
+    prev: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" }.to_string();
+    // Keep the transition time while the status stays the same: status changes only when
+    // something changed.
+    let last = prev
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        last_transition_time: Some(last),
+        observed_generation: generation,
+    }
+}
+
+/// The status for this round.
+pub fn compute(
+    v: &Validated,
+    generation: Option<i64>,
+    prev: Option<&KVClusterStatus>,
+    o: &Observed,
+    reports: &[MemberReport],
+    ready_pods: &[String],
+    step: &Step,
+) -> KVClusterStatus {
+    let prev_conditions = prev.map(|p| p.conditions.as_slice()).unwrap_or(&[]);
+    let voters = o.members.iter().filter(|m| !m.learner).count() as i32;
+    let learners = o.members.len() as i32 - voters;
+    let leader_report = reports.iter().find(|r| o.leader == Some(r.id));
+    let leader_index = leader_report.map_or(0, |r| r.raft_index);
+    let members: Vec<MemberStatus> = o
+        .members
+        .iter()
+        .map(|m| {
+            let name = v.member(m.ordinal);
+            let r = reports.iter().find(|r| r.id == m.id);
+            MemberStatus {
+                member_id: Some(format!("{:x}", m.id)),
+                role: Some(
+                    if o.leader == Some(m.id) {
+                        "Leader"
+                    } else if m.learner {
+                        "Learner"
+                    } else {
+                        "Follower"
+                    }
+                    .into(),
+                ),
+                ready: ready_pods.contains(&name),
+                healthy: r.is_some_and(|r| r.leader != 0),
+                raft_index: r.map_or(0, |r| r.raft_index),
+                lag: r.map_or(0, |r| leader_index.saturating_sub(r.raft_index)),
+                db_size: r.map_or(0, |r| r.db_size),
+                version: r.map(|r| r.version.clone()),
+                name,
+            }
+        })
+        .collect();
+    let healthy_voters = members
+        .iter()
+        .filter(|m| m.healthy && m.role.as_deref() != Some("Learner"))
+        .count() as i32;
+    let quorum = voters / 2 + 1;
+    let available = o.leader.is_some();
+    let all_ready = !members.is_empty() && members.iter().all(|m| m.ready && m.healthy);
+    let progressing = !matches!(step, Step::Done);
+    let degraded = available && !all_ready;
+    let phase = if !o.bootstrapped {
+        "Creating"
+    } else if !available {
+        "Unavailable"
+    } else if progressing {
+        "Scaling"
+    } else if degraded {
+        "Degraded"
+    } else {
+        "Running"
+    };
+    let operation = match step {
+        Step::AddLearner { ordinal } => Some(("ScaleUp", v.member(*ordinal), "AddLearner")),
+        Step::SetSlots(n) => Some(("Resize", format!("{n} pods"), "SetPods")),
+        Step::Promote { id } => Some(("ScaleUp", format!("{id:x}"), "Promote")),
+        Step::MoveLeader { from, .. } => Some(("ScaleDown", format!("{from:x}"), "MoveLeader")),
+        Step::Remove { id } => Some(("ScaleDown", format!("{id:x}"), "RemoveMember")),
+        _ => None,
+    }
+    .map(|(t, m, s)| OperationStatus {
+        type_: t.into(),
+        member: m,
+        step: s.into(),
+        started_at: None,
+        message: None,
+    });
+    let conditions = vec![
+        condition(
+            prev_conditions,
+            "Available",
+            available,
+            if available {
+                "QuorumHealthy"
+            } else {
+                "QuorumLost"
+            },
+            format!("{healthy_voters} of {voters} voters healthy (quorum {quorum})"),
+            generation,
+        ),
+        condition(
+            prev_conditions,
+            "Progressing",
+            progressing,
+            if progressing {
+                "MembershipChange"
+            } else {
+                "Stable"
+            },
+            format!("{step:?}"),
+            generation,
+        ),
+        condition(
+            prev_conditions,
+            "Degraded",
+            degraded,
+            if degraded {
+                "MembersUnhealthy"
+            } else {
+                "AllHealthy"
+            },
+            format!(
+                "{} of {} members ready and healthy",
+                members.iter().filter(|m| m.ready && m.healthy).count(),
+                members.len()
+            ),
+            generation,
+        ),
+        condition(
+            prev_conditions,
+            "MembersReady",
+            all_ready,
+            if all_ready {
+                "AllMembersReady"
+            } else {
+                "NotAllMembersReady"
+            },
+            String::new(),
+            generation,
+        ),
+    ];
+    KVClusterStatus {
+        observed_generation: generation,
+        phase: Some(phase.into()),
+        replicas: o.slots,
+        ready_replicas: ready_pods.len() as i32,
+        voters,
+        learners,
+        selector: Some(v.selector_string()),
+        cluster_id: reports
+            .iter()
+            .map(|r| r.cluster_id)
+            .find(|c| *c != 0)
+            .map(|c| format!("{c:x}")),
+        leader: o
+            .leader
+            .and_then(|l| o.members.iter().find(|m| m.id == l))
+            .map(|m| v.member(m.ordinal)),
+        failure_tolerance: (healthy_voters - quorum).max(0),
+        members,
+        operation,
+        conditions,
+    }
+}
