@@ -22,7 +22,10 @@ mod tests {
     fn committed_crd_matches_the_types() {
         let committed = include_str!("../kvcluster.yaml");
         let chart = include_str!("../../charts/kv-operator/crds/kvcluster.yaml");
-        assert!(chart == committed, "charts/kv-operator/crds/kvcluster.yaml differs from crds/kvcluster.yaml");
+        assert!(
+            chart == committed,
+            "charts/kv-operator/crds/kvcluster.yaml differs from crds/kvcluster.yaml"
+        );
         assert!(
             committed == super::crd_yaml(),
             "crds/kvcluster.yaml is stale: run `cargo run -p kv-crds --bin crdgen > crds/kvcluster.yaml` \
