@@ -461,12 +461,16 @@ impl Node {
             .get_node(&target)
             .and_then(|n| n.peer_urls.first().cloned())
             .ok_or(EtcdError::BadLeaderTransferee)?;
-        let deadline = Instant::now() + self.settings.request_timeout;
+        let cfg = self.raft.config();
+        let round = Duration::from_millis(cfg.election_timeout_max);
+        let deadline = Instant::now() + self.settings.request_timeout.max(round * 4);
         self.raft.runtime_config().heartbeat(false);
+        // Followers refuse to vote while the leader's lease (the longest election timeout since
+        // its last heartbeat) holds: let it lapse, then have the target campaign at once, ahead
+        // of the other followers' own election timers. One campaign per election round: asking
+        // again sooner would make the target abandon the votes it is collecting.
+        tokio::time::sleep(round + Duration::from_millis(50)).await;
         let mut won = false;
-        // One campaign per election round: asking again sooner would make the target abandon
-        // the votes it is collecting.
-        let round = Duration::from_millis(self.raft.config().election_timeout_max);
         'rounds: while Instant::now() < deadline {
             let _ = self.peers.campaign(&url).await;
             let until = Instant::now() + round;
