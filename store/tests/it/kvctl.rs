@@ -27,22 +27,7 @@ fn kvctl_cmd(endpoints: &str, args: &[&str]) -> Command {
 
 /// Run kvctl with `args` against `endpoints`, feeding `stdin`.
 fn kvctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = kvctl_cmd(endpoints, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("failed to run kvctl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    crate::common::run_with_stdin(kvctl_cmd(endpoints, args), stdin)
 }
 
 fn text(b: &[u8]) -> String {

@@ -321,17 +321,24 @@ pub fn etcdctl_bin() -> PathBuf {
 
 /// Run etcdctl with `args` against `endpoints`, feeding `stdin`.
 pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
     let mut cmd = Command::new(etcdctl_bin());
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoints}"))
         .arg("--dial-timeout=3s")
         .arg("--command-timeout=10s")
-        .args(args)
+        .args(args);
+    run_with_stdin(cmd, stdin)
+}
+
+/// Run `cmd` (its stdio piped), feeding `stdin`, and wait for its output.
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("failed to run etcdctl");
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to start the command");
     if let Some(input) = stdin {
         child
             .stdin
