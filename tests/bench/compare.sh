@@ -15,6 +15,8 @@
 #   OUT=results/bench   output folder (relative to the workspace root)
 #   ETCD_DIR=DIR        take etcd and etcdctl from DIR instead of the Debian packages
 #   SKIP_BUILD=1        reuse target/release/{kvstore,kv-bench}
+# The console output is also kept in OUT/compare.log. A full run takes about 40 minutes here,
+# most of it kvstore's bulk load; QUICK=1 about 5.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -139,7 +141,8 @@ bench() {
   [ "$case" = bulk-put ] && limit=$((4 * 3600))
   if timeout "$limit" "$T/bin/kv-bench" "$@" --endpoints "$EPS" --out "$out" \
     >"$T/last.txt" 2>&1; then
-    log "[$sys r$round] $case: $(sed -n 2,3p "$T/last.txt" | tr -s ' ' | tr '\n' ' ')"
+    log "[$sys r$round] $case (load $(cut -d' ' -f1 /proc/loadavg)):" \
+      "$(sed -n 2,3p "$T/last.txt" | tr -s ' ' | tr '\n' ' ')"
     grep -E '^  errors' "$T/last.txt" | grep -qv 'errors 0  timeouts 0' &&
       grep -A3 -E '^  errors' "$T/last.txt" | sed 's/^/      /'
   else
@@ -308,6 +311,7 @@ write_meta() {
 
 # ---------------------------------------------------------------- main
 mkdir -p "$RAW"
+exec > >(tee "$OUT/compare.log") 2>&1
 rm -f "$RAW"/*.json "$FAILS" "$OUT/meta.txt"
 rm -rf "$OUT/logs"
 install_tools

@@ -118,6 +118,14 @@ pub fn render(s: &Summary) -> String {
     }
     let _ = writeln!(out, "\n## Summary\n");
     table(&mut out, s);
+    if s.cases.iter().any(|c| c.workload == "watch-latency") {
+        let _ = writeln!(
+            out,
+            "\nWatch latency: put-ack→event is the time from the writer's put response to the \
+             event's arrival at a watcher, floored at 1 µs (0.001 ms) when the event arrives \
+             first, so its ratios can be huge; put-sent→event counts from sending the put."
+        );
+    }
     let worse: Vec<(&Figure, f64)> = s
         .figures
         .iter()

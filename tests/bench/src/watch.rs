@@ -174,8 +174,9 @@ pub async fn run(s: &Settings, args: &WatchArgs) -> Result<crate::stats::BenchRe
         elapsed,
     };
     let what = format!(
-        "{} watchers, 1 writer on the leader at {} puts/s",
-        args.watchers, args.put_rate
+        "{}, 1 writer on the leader at {} puts/s",
+        crate::summary::n(args.watchers as u64, "watcher"),
+        args.put_rate
     );
     let mut s1 = s.clone();
     s1.clients = args.watchers;
