@@ -84,7 +84,10 @@ fn draw_panel(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(320)
-        .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))?;
+        .build_cartesian_2d(
+            (lo..hi).log_scale().with_key_points(ticks(lo, hi)),
+            -0.5f64..(n as f64 - 0.5),
+        )?;
     chart
         .configure_mesh()
         .y_labels(n)
@@ -132,6 +135,31 @@ fn draw_panel(
         .position(SeriesLabelPosition::LowerRight)
         .draw()?;
     Ok(())
+}
+
+/// Log-axis ticks within `lo..hi`: 1, 2 and 5 times the powers of ten on a short axis, 1 and 3
+/// times on a medium one, powers of ten alone on a long one.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = (hi / lo).log10();
+    let mults: &[f64] = if decades <= 2.5 {
+        &[1.0, 2.0, 5.0]
+    } else if decades <= 4.0 {
+        &[1.0, 3.0]
+    } else {
+        &[1.0]
+    };
+    let mut out = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in mults {
+            let v = decade * m;
+            if v >= lo && v <= hi {
+                out.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
 }
 
 /// A figure name short enough for the ratio panel.
