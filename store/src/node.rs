@@ -153,7 +153,12 @@ impl Node {
                             Err(s) if s.code() == tonic::Code::DeadlineExceeded => {
                                 return Err(EtcdError::Timeout);
                             }
-                            Err(s) => return Err(EtcdError::Internal(s.message().to_string())),
+                            // The leader went away mid-request: it may or may not have
+                            // committed it. etcd answers such requests with a retryable error.
+                            Err(s) => {
+                                tracing::debug!(status = %s, "forwarded proposal lost");
+                                return Err(EtcdError::LeaderChanged);
+                            }
                         }
                     }
                 }

@@ -36,9 +36,9 @@ impl ClusterService {
 
     /// Serve a member list.
     pub async fn list(&self, req: MemberListRequest) -> Result<MemberListResponse, Status> {
-        if req.linearizable {
-            self.api.node.linearize().await?;
-        }
+        // Always linearizable: a member list read right after a change must show it.
+        let _ = req.linearizable;
+        self.api.node.linearize().await?;
         Ok(MemberListResponse {
             header: Some(self.api.node.header()),
             members: self.api.node.members(),
@@ -58,7 +58,12 @@ impl ClusterService {
             is_learner: req.is_learner,
         };
         let id = self.api.node.member_op(op).await?;
-        let members = self.settle(|m| m.iter().any(|x| x.id == id)).await;
+        let members = self
+            .settle(|m| {
+                m.iter()
+                    .any(|x| x.id == id && x.is_learner == req.is_learner)
+            })
+            .await;
         let member = members
             .iter()
             .find(|m| m.id == id)
