@@ -160,6 +160,9 @@ pub enum Error {
     /// Startup configuration is wrong.
     #[error("{0}")]
     Config(String),
+    /// This member ran before, but its data dir is empty: it must be removed and re-added.
+    #[error("{0}")]
+    DataLost(String),
     /// A peer RPC failed.
     #[error("peer rpc failed: {0}")]
     Peer(String),

@@ -306,6 +306,13 @@ impl Node {
                 .nodes()
                 .map(|(i, n)| (*i, n.clone()))
                 .collect(),
+            started: self
+                .sm
+                .member_attrs()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
         }
     }
 

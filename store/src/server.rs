@@ -186,6 +186,18 @@ async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Resul
                                 .iter()
                                 .find(|(_, n)| n.peer_urls.iter().any(|u| mine.contains(u)));
                             match found {
+                                Some((id, _)) if info.started.contains(id) => {
+                                    return Err(Error::DataLost(format!(
+                                        "member {id:x} ({}) of cluster {:x} has run before, but its data dir {} is empty: \
+                                         its data is lost and it must not rejoin under the same id; remove it and add it \
+                                         again (etcdctl member remove {id:x}; etcdctl member add {} --peer-urls={})",
+                                        mine.join(","),
+                                        info.cluster_id,
+                                        cfg.data_dir(),
+                                        cfg.name,
+                                        mine.join(",")
+                                    )));
+                                }
                                 Some((id, _)) => {
                                     return Ok(Identity {
                                         cluster_id: info.cluster_id,
@@ -223,6 +235,10 @@ async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Resul
         }
     }
 }
+
+/// The exit status of `kvstore` when its data dir is empty but the cluster knows it as a member
+/// that has run before (its data was lost). The operator reads it to replace the member.
+pub const EXIT_DATA_LOST: i32 = 3;
 
 /// A started member: its node and the tasks serving it.
 pub struct Server {

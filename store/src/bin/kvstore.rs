@@ -15,7 +15,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     if let Err(e) = kvstore::server::run(cfg).await {
         eprintln!("kvstore: {e}");
-        std::process::exit(1);
+        let code = match e {
+            kvstore::error::Error::DataLost(_) => kvstore::server::EXIT_DATA_LOST,
+            _ => 1,
+        };
+        std::process::exit(code);
     }
     Ok(())
 }

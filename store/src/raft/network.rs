@@ -57,6 +57,9 @@ pub struct ClusterInfo {
     pub cluster_id: u64,
     /// Every member known to Raft.
     pub members: Vec<(u64, PeerNode)>,
+    /// Members that have started at least once (they published their attributes). A member
+    /// among them with an empty data dir has lost its data and must not rejoin under its id.
+    pub started: Vec<u64>,
 }
 
 /// Channels to peers, by URL, shared by every caller on this member.

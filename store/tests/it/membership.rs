@@ -112,3 +112,81 @@ async fn add_voter_catch_up_and_remove_leader() {
         b"ok"
     );
 }
+
+/// A member that ran before and comes back with an empty data dir refuses to rejoin under its
+/// old id (exit status 3, a message naming the fix); once removed and added again it joins as
+/// a new member and gets the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_with_lost_data_is_refused_then_replaced() {
+    let mut cluster = Cluster::start(3).await;
+    let urls = cluster.live_urls();
+    let mut c = client_many(&urls).await.unwrap();
+    for i in 0..10 {
+        c.put(format!("k{i}"), "v", None).await.unwrap();
+    }
+    // Lose member 2's data: kill it, wipe its data dir, start it as a member of an existing
+    // cluster again (what a pod with a fresh volume does).
+    let victim = 2;
+    let old_id = {
+        let mut vc = client(&cluster.members[victim].client_url()).await.unwrap();
+        vc.status().await.unwrap().header().unwrap().member_id()
+    };
+    cluster.members[victim].kill();
+    std::fs::remove_dir_all(cluster.members[victim].dir.join("data")).unwrap();
+    cluster.members[victim].state = "existing";
+    cluster.members[victim].start();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = cluster.members[victim]
+            .child
+            .as_mut()
+            .and_then(|ch| ch.try_wait().unwrap())
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "a member with lost data started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    cluster.members[victim].child = None;
+    assert_eq!(status.code(), Some(3), "{}", cluster.members[victim].log());
+    let log = cluster.members[victim].log();
+    assert!(
+        log.contains("its data is lost") && log.contains(&format!("member remove {old_id:x}")),
+        "{log}"
+    );
+    c.put("still-writable", "yes", None).await.unwrap();
+
+    // Replace it: remove, add again with the same peer URL, start with the empty dir.
+    c.member_remove(old_id).await.unwrap();
+    let added = c
+        .member_add([cluster.members[victim].peer_url()], None)
+        .await
+        .unwrap();
+    let new_id = added.member().unwrap().id();
+    assert_ne!(new_id, old_id);
+    std::fs::remove_dir_all(cluster.members[victim].dir.join("data")).ok();
+    cluster.members[victim].start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut vc) = client(&cluster.members[victim].client_url()).await
+            && let Ok(s) = vc.status().await
+            && s.header().unwrap().member_id() == new_id
+            && !s.is_learner()
+            && let Ok(got) = vc
+                .get(
+                    "still-writable",
+                    Some(GetOptions::new().with_serializable()),
+                )
+                .await
+            && got.count() == 1
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replaced member never caught up:\n{}",
+            cluster.members[victim].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
