@@ -2,16 +2,14 @@
 //! the membership calls a step needs (over the store's own Cluster and Maintenance APIs).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use kvstore::pb::cluster_client::ClusterClient;
-use kvstore::pb::maintenance_client::MaintenanceClient;
-use kvstore::pb::{MemberAddRequest, MemberPromoteRequest, MemberRemoveRequest, MoveLeaderRequest};
 
 use super::Error;
 use super::build::Built;
+use super::member_api::{CallError, MemberApi};
 use super::observe::MemberReport;
 use super::validate::Validated;
 
@@ -61,76 +59,98 @@ pub async fn apply(client: &Client, v: &Validated, built: Built) -> Result<(), E
     Ok(())
 }
 
-async fn member_channel(
-    v: &Validated,
-    reports: &[MemberReport],
-    leader_first: bool,
-) -> Result<tonic::transport::Channel, Error> {
+/// Member URLs to address a membership call to: the leader first, then the others.
+fn urls(v: &Validated, reports: &[MemberReport]) -> Vec<String> {
     let leader = reports.iter().map(|r| r.leader).find(|l| *l != 0);
     let mut order: Vec<&MemberReport> = reports.iter().collect();
-    if leader_first {
-        order.sort_by_key(|r| Some(r.id) != leader);
-    }
-    for r in order {
-        let url = v.client_url(&v.member(r.ordinal));
-        if let Ok(ch) = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| Error::Member(e.to_string()))?
-            .connect()
-            .await
-        {
-            return Ok(ch);
+    order.sort_by_key(|r| Some(r.id) != leader);
+    order
+        .into_iter()
+        .map(|r| v.client_url(&v.member(r.ordinal)))
+        .collect()
+}
+
+/// Make `call` on the first member that can be reached, the leader first.
+async fn on_members<T, F, Fut>(v: &Validated, reports: &[MemberReport], call: F) -> Result<T, Error>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CallError>>,
+{
+    let mut last = "no member answers".to_string();
+    for url in urls(v, reports) {
+        match call(url).await {
+            Ok(t) => return Ok(t),
+            Err(CallError::Unreachable(e)) => last = e,
+            Err(CallError::Refused(e)) => return Err(Error::Member(e)),
         }
     }
-    Err(Error::Member("no member answers".into()))
+    Err(Error::Member(last))
 }
 
 /// Add the member of pod `ordinal` as a learner.
 pub async fn add_learner(
+    api: &dyn MemberApi,
     v: &Validated,
     reports: &[MemberReport],
     ordinal: i32,
 ) -> Result<u64, Error> {
-    let ch = member_channel(v, reports, true).await?;
-    let req = MemberAddRequest {
-        peer_ur_ls: vec![v.peer_url(&v.member(ordinal))],
-        is_learner: true,
-    };
-    let resp = ClusterClient::new(ch)
-        .member_add(req)
-        .await
-        .map_err(|s| Error::Member(s.message().into()))?;
-    Ok(resp.into_inner().member.map_or(0, |m| m.id))
+    let peer = v.peer_url(&v.member(ordinal));
+    on_members(v, reports, |url| {
+        let peer = peer.clone();
+        async move { api.add_learner(&url, &peer).await }
+    })
+    .await
 }
 
 /// Promote a learner; `Ok(false)` while it is still catching up.
-pub async fn promote(v: &Validated, reports: &[MemberReport], id: u64) -> Result<bool, Error> {
-    let ch = member_channel(v, reports, true).await?;
-    match ClusterClient::new(ch)
-        .member_promote(MemberPromoteRequest { id })
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(s) if s.message().contains("in sync with leader") => Ok(false),
-        Err(s) => Err(Error::Member(s.message().into())),
+pub async fn promote(
+    api: &dyn MemberApi,
+    v: &Validated,
+    reports: &[MemberReport],
+    id: u64,
+) -> Result<bool, Error> {
+    match on_members(v, reports, |url| async move { api.promote(&url, id).await }).await {
+        Ok(()) => Ok(true),
+        Err(Error::Member(m)) if m.contains("in sync with leader") => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
 /// Remove a member.
-pub async fn remove(v: &Validated, reports: &[MemberReport], id: u64) -> Result<(), Error> {
-    let ch = member_channel(v, reports, true).await?;
-    ClusterClient::new(ch)
-        .member_remove(MemberRemoveRequest { id })
-        .await
-        .map_err(|s| Error::Member(s.message().into()))?;
-    Ok(())
+pub async fn remove(
+    api: &dyn MemberApi,
+    v: &Validated,
+    reports: &[MemberReport],
+    id: u64,
+) -> Result<(), Error> {
+    on_members(v, reports, |url| async move { api.remove(&url, id).await }).await
 }
 
 /// Ask the leader to hand leadership to `to`.
-pub async fn move_leader(v: &Validated, reports: &[MemberReport], to: u64) -> Result<(), Error> {
-    let ch = member_channel(v, reports, true).await?;
-    MaintenanceClient::new(ch)
-        .move_leader(MoveLeaderRequest { target_id: to })
+pub async fn move_leader(
+    api: &dyn MemberApi,
+    v: &Validated,
+    reports: &[MemberReport],
+    to: u64,
+) -> Result<(), Error> {
+    on_members(
+        v,
+        reports,
+        |url| async move { api.move_leader(&url, to).await },
+    )
+    .await
+}
+
+/// Delete the pod of member `ordinal`; the StatefulSet brings it back from the current
+/// template and the same volume.
+pub async fn restart_pod(client: &Client, v: &Validated, ordinal: i32) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &v.namespace);
+    match pods
+        .delete(&v.member(ordinal), &DeleteParams::default())
         .await
-        .map_err(|s| Error::Member(s.message().into()))?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(st)) if st.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -9,6 +9,12 @@
 //! slots) → promote once caught up. Scale down: move leadership away from the member to remove
 //! → remove it from Raft → delete its pod (slots); the StatefulSet's volume policy applies.
 //! A pod that is missing or failing is never read as a scale down.
+//!
+//! Replacement: a member whose pod came back with an empty volume (the store exits with
+//! [`kvstore::server::EXIT_DATA_LOST`]) is removed and added again as a new member.
+//! Rolling update: once membership is as asked and every member is ready, pods whose template
+//! is out of date are restarted one at a time, followers first; the leader hands leadership to
+//! an updated member before its own pod goes.
 
 /// A member as the Raft membership lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +25,21 @@ pub struct RaftMember {
     pub ordinal: i32,
     /// A learner (not voting yet).
     pub learner: bool,
+    /// It has run at least once (it published its name).
+    pub started: bool,
+}
+
+/// What the operator saw of one member pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFacts {
+    /// Ordinal.
+    pub ordinal: i32,
+    /// The Ready condition is True.
+    pub ready: bool,
+    /// Built from the current pod template (else a rolling update restarts it).
+    pub current: bool,
+    /// Its store refused to start because its data dir is empty while the cluster knows it.
+    pub lost_data: bool,
 }
 
 /// What the operator observed this round.
@@ -34,6 +55,16 @@ pub struct Observed {
     pub leader: Option<u64>,
     /// The Raft membership, when a member answered.
     pub members: Vec<RaftMember>,
+    /// Members that answered a Status call and know a leader.
+    pub answered: Vec<u64>,
+    /// The member pods that exist.
+    pub pods: Vec<PodFacts>,
+}
+
+impl Observed {
+    fn pod(&self, ordinal: i32) -> Option<&PodFacts> {
+        self.pods.iter().find(|p| p.ordinal == ordinal)
+    }
 }
 
 /// The next step.
@@ -67,6 +98,16 @@ pub enum Step {
         /// Member id.
         id: u64,
     },
+    /// Remove a member that lost its data, so that it can be added again as a new member.
+    Replace {
+        /// Member id.
+        id: u64,
+    },
+    /// Delete a pod so that it comes back from the current template (rolling update).
+    Restart {
+        /// Pod ordinal.
+        ordinal: i32,
+    },
     /// The cluster is as asked.
     Done,
 }
@@ -82,6 +123,14 @@ pub fn next_step(o: &Observed) -> Step {
     let Some(leader) = o.leader else {
         return Step::Wait("no leader: membership changes wait for a quorum");
     };
+    // A member whose data is lost is not running; removing it never costs quorum.
+    if let Some(m) = o
+        .members
+        .iter()
+        .find(|m| m.started && m.id != leader && o.pod(m.ordinal).is_some_and(|p| p.lost_data))
+    {
+        return Step::Replace { id: m.id };
+    }
     let max_ordinal = o.members.iter().map(|m| m.ordinal).max().unwrap_or(-1);
     // A learner first: give it a pod, then promote it.
     if let Some(l) = o
@@ -130,7 +179,45 @@ pub fn next_step(o: &Observed) -> Step {
     if o.slots != max_ordinal + 1 {
         return Step::SetSlots(max_ordinal + 1);
     }
-    Step::Done
+    roll(o, leader)
+}
+
+/// The rolling-update step, once membership is as asked.
+fn roll(o: &Observed, leader: u64) -> Step {
+    let stale: Vec<&RaftMember> = o
+        .members
+        .iter()
+        .filter(|m| o.pod(m.ordinal).is_some_and(|p| !p.current))
+        .collect();
+    if stale.is_empty() {
+        return Step::Done;
+    }
+    let all_well = o.members.iter().all(|m| {
+        !m.learner && o.answered.contains(&m.id) && o.pod(m.ordinal).is_some_and(|p| p.ready)
+    });
+    if !all_well {
+        return Step::Wait("the rolling update waits until every member is ready and healthy");
+    }
+    if let Some(m) = stale
+        .iter()
+        .filter(|m| m.id != leader)
+        .max_by_key(|m| m.ordinal)
+    {
+        return Step::Restart { ordinal: m.ordinal };
+    }
+    // Only the leader is left: hand leadership to an updated voter first.
+    let to = o
+        .members
+        .iter()
+        .filter(|m| m.id != leader)
+        .min_by_key(|m| m.ordinal)
+        .map(|m| m.id);
+    match to {
+        Some(to) => Step::MoveLeader { from: leader, to },
+        None => Step::Restart {
+            ordinal: stale[0].ordinal,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -143,8 +230,22 @@ mod tests {
                 id: 100 + i as u64,
                 ordinal: i,
                 learner: false,
+                started: true,
             })
             .collect()
+    }
+
+    /// Healthy pods (ready, current) and answers for every member.
+    fn all_well(o: &mut Observed) {
+        o.answered = o.members.iter().map(|m| m.id).collect();
+        o.pods = (0..o.slots)
+            .map(|ordinal| PodFacts {
+                ordinal,
+                ready: true,
+                current: true,
+                lost_data: false,
+            })
+            .collect();
     }
 
     fn observed(desired: i32, slots: i32, members: Vec<RaftMember>) -> Observed {
@@ -154,6 +255,7 @@ mod tests {
             bootstrapped: true,
             leader: Some(100),
             members,
+            ..Default::default()
         }
     }
 
@@ -166,19 +268,38 @@ mod tests {
                 o.leader = Some(100);
                 o.members = voters(1);
             }
-            Step::AddLearner { ordinal } => o.members.push(RaftMember {
-                id: 100 + *ordinal as u64,
-                ordinal: *ordinal,
-                learner: true,
-            }),
+            Step::AddLearner { ordinal } => {
+                // A member added again gets a new id.
+                let mut id = 100 + *ordinal as u64;
+                if o.pods.iter().any(|p| p.ordinal == *ordinal && p.lost_data) {
+                    id += 100;
+                }
+                o.members.push(RaftMember {
+                    id,
+                    ordinal: *ordinal,
+                    learner: true,
+                    started: false,
+                })
+            }
             Step::SetSlots(n) => o.slots = *n,
-            Step::Promote { id } => o
-                .members
-                .iter_mut()
-                .filter(|m| m.id == *id)
-                .for_each(|m| m.learner = false),
+            Step::Promote { id } => {
+                // Promotion succeeds once the new member runs: its pod is healthy again.
+                let m = o.members.iter_mut().find(|m| m.id == *id).unwrap();
+                m.learner = false;
+                m.started = true;
+                let ordinal = m.ordinal;
+                o.pods
+                    .iter_mut()
+                    .filter(|p| p.ordinal == ordinal)
+                    .for_each(|p| p.lost_data = false);
+            }
             Step::MoveLeader { to, .. } => o.leader = Some(*to),
-            Step::Remove { id } => o.members.retain(|m| m.id != *id),
+            Step::Remove { id } | Step::Replace { id } => o.members.retain(|m| m.id != *id),
+            Step::Restart { ordinal } => o
+                .pods
+                .iter_mut()
+                .filter(|p| p.ordinal == *ordinal)
+                .for_each(|p| p.current = true),
             Step::Wait(_) | Step::Done => {}
         }
     }
@@ -279,9 +400,79 @@ mod tests {
             id: 103,
             ordinal: 3,
             learner: true,
+            started: false,
         });
         let mut o = observed(3, 4, members);
         let steps = run(&mut o);
         assert_eq!(steps, vec![Step::Remove { id: 103 }, Step::SetSlots(3)]);
+    }
+
+    #[test]
+    fn a_member_that_lost_its_data_is_removed_and_added_again() {
+        let mut o = observed(3, 3, voters(3));
+        all_well(&mut o);
+        o.pods[1].lost_data = true;
+        o.pods[1].ready = false;
+        let steps = run(&mut o);
+        assert_eq!(
+            steps,
+            vec![
+                Step::Replace { id: 101 },
+                Step::AddLearner { ordinal: 1 },
+                Step::Promote { id: 201 },
+            ]
+        );
+        // A lost member that never started (just added again) is not replaced twice.
+        let mut o = observed(3, 3, voters(2));
+        all_well(&mut o);
+        o.members.push(RaftMember {
+            id: 201,
+            ordinal: 2,
+            learner: true,
+            started: false,
+        });
+        o.pods[2].lost_data = true;
+        assert_eq!(next_step(&o), Step::Promote { id: 201 });
+    }
+
+    #[test]
+    fn a_rolling_update_restarts_followers_first_and_the_leader_last() {
+        let mut o = observed(3, 3, voters(3));
+        o.leader = Some(101);
+        all_well(&mut o);
+        o.pods.iter_mut().for_each(|p| p.current = false);
+        let steps = run(&mut o);
+        assert_eq!(
+            steps,
+            vec![
+                Step::Restart { ordinal: 2 },
+                Step::Restart { ordinal: 0 },
+                Step::MoveLeader { from: 101, to: 100 },
+                Step::Restart { ordinal: 1 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rolling_update_waits_while_a_member_is_unhealthy() {
+        let mut o = observed(3, 3, voters(3));
+        all_well(&mut o);
+        o.pods.iter_mut().for_each(|p| p.current = false);
+        o.pods[0].current = true;
+        o.pods[0].ready = false; // just restarted, not ready yet
+        assert!(matches!(next_step(&o), Step::Wait(_)));
+        o.pods[0].ready = true;
+        o.answered.retain(|id| *id != 102);
+        assert!(matches!(next_step(&o), Step::Wait(_)));
+        o.answered.push(102);
+        assert_eq!(next_step(&o), Step::Restart { ordinal: 2 });
+    }
+
+    #[test]
+    fn a_single_member_is_restarted_in_place() {
+        let mut o = observed(1, 1, voters(1));
+        all_well(&mut o);
+        o.pods[0].current = false;
+        assert_eq!(next_step(&o), Step::Restart { ordinal: 0 });
     }
 }

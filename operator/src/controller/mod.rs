@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod member_api;
 pub mod members;
 pub mod observe;
 pub mod reconcile;

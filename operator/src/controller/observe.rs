@@ -1,13 +1,12 @@
 //! Fetch step: what the cluster looks like, asked of the members themselves (Status and
 //! MemberList over the etcd API), not only of pod readiness.
 
-use std::time::Duration;
+use k8s_openapi::api::core::v1::{ContainerState, Pod};
+use kvstore::server::EXIT_DATA_LOST;
 
-use kvstore::pb::cluster_client::ClusterClient;
-use kvstore::pb::maintenance_client::MaintenanceClient;
-use kvstore::pb::{MemberListRequest, StatusRequest};
-
-use super::members::{Observed, RaftMember};
+use super::build::statefulset::TEMPLATE_HASH;
+use super::member_api::MemberApi;
+use super::members::{Observed, PodFacts, RaftMember};
 use super::validate::Validated;
 
 /// What one member said about itself.
@@ -31,36 +30,18 @@ pub struct MemberReport {
     pub learner: bool,
 }
 
-const RPC_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn channel(url: &str) -> Option<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(url.to_string())
-        .ok()?
-        .connect_timeout(RPC_TIMEOUT)
-        .timeout(RPC_TIMEOUT)
-        .connect()
-        .await
-        .ok()
-}
-
 /// Ask member `ordinal` for its status.
-pub async fn report(v: &Validated, ordinal: i32) -> Option<MemberReport> {
-    let ch = channel(&v.client_url(&v.member(ordinal))).await?;
-    let s = MaintenanceClient::new(ch)
-        .status(StatusRequest {})
-        .await
-        .ok()?
-        .into_inner();
-    let h = s.header.unwrap_or_default();
+pub async fn report(api: &dyn MemberApi, v: &Validated, ordinal: i32) -> Option<MemberReport> {
+    let s = api.status(&v.client_url(&v.member(ordinal))).await.ok()?;
     Some(MemberReport {
         ordinal,
-        id: h.member_id,
-        cluster_id: h.cluster_id,
+        id: s.id,
+        cluster_id: s.cluster_id,
         leader: s.leader,
         raft_index: s.raft_index,
         db_size: s.db_size,
         version: s.version,
-        learner: s.is_learner,
+        learner: s.learner,
     })
 }
 
@@ -70,30 +51,70 @@ pub fn ordinal_of(v: &Validated, peer_url: &str) -> Option<i32> {
     host.strip_prefix(&format!("{}-", v.name))?.parse().ok()
 }
 
+/// What the pods show (pure): readiness, whether each runs the current template, and whether
+/// its store refused to start because its data is lost.
+pub fn pod_facts(v: &Validated, pods: &[Pod], template_hash: &str) -> Vec<PodFacts> {
+    pods.iter()
+        .filter_map(|p| {
+            let name = p.metadata.name.as_deref()?;
+            let ordinal: i32 = name.strip_prefix(&format!("{}-", v.name))?.parse().ok()?;
+            let status = p.status.as_ref();
+            let ready = status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let current = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(TEMPLATE_HASH))
+                .is_some_and(|h| h == template_hash);
+            let lost_data = status
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == "kvstore"))
+                .is_some_and(|c| {
+                    let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
+                    let code = |st: Option<&ContainerState>| {
+                        st.and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code)
+                    };
+                    !running
+                        && (code(c.state.as_ref()) == Some(EXIT_DATA_LOST)
+                            || code(c.last_state.as_ref()) == Some(EXIT_DATA_LOST))
+                });
+            Some(PodFacts {
+                ordinal,
+                ready,
+                current,
+                lost_data,
+            })
+        })
+        .collect()
+}
+
 /// Observe the cluster: the reports of every member that answers and the Raft membership as
-/// the first of them lists it.
-pub async fn observe(v: &Validated, slots: i32) -> (Observed, Vec<MemberReport>) {
+/// the first of them lists it, with what the pods show.
+pub async fn observe(
+    api: &dyn MemberApi,
+    v: &Validated,
+    slots: i32,
+    pods: Vec<PodFacts>,
+) -> (Observed, Vec<MemberReport>) {
     let mut reports = Vec::new();
     for k in 0..slots {
-        if let Some(r) = report(v, k).await {
+        if let Some(r) = report(api, v, k).await {
             reports.push(r);
         }
     }
     let leader = reports.iter().map(|r| r.leader).find(|l| *l != 0);
     let mut members = Vec::new();
     for r in &reports {
-        let Some(ch) = channel(&v.client_url(&v.member(r.ordinal))).await else {
-            continue;
-        };
-        let req = MemberListRequest { linearizable: true };
-        if let Ok(list) = ClusterClient::new(ch).member_list(req).await {
-            for m in list.into_inner().members {
-                let ordinal = m.peer_ur_ls.first().and_then(|u| ordinal_of(v, u));
-                if let Some(ordinal) = ordinal {
+        if let Ok(list) = api.member_list(&v.client_url(&v.member(r.ordinal))).await {
+            for m in list {
+                if let Some(ordinal) = m.peer_urls.first().and_then(|u| ordinal_of(v, u)) {
                     members.push(RaftMember {
                         id: m.id,
                         ordinal,
-                        learner: m.is_learner,
+                        learner: m.learner,
+                        started: !m.name.is_empty(),
                     });
                 }
             }
@@ -106,6 +127,12 @@ pub async fn observe(v: &Validated, slots: i32) -> (Observed, Vec<MemberReport>)
         bootstrapped: reports.iter().any(|r| r.cluster_id != 0),
         leader,
         members,
+        answered: reports
+            .iter()
+            .filter(|r| r.leader != 0)
+            .map(|r| r.id)
+            .collect(),
+        pods,
     };
     (observed, reports)
 }

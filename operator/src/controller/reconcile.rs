@@ -16,9 +16,10 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use kv_crds::v1alpha1::{KVCluster, KVClusterStatus};
 
+use super::build::statefulset::template_hash;
 use super::build::{MemberPlan, build};
 use super::members::{Step, next_step};
-use super::observe::observe;
+use super::observe::{observe, pod_facts};
 use super::validate::validate;
 use super::{Error, apply, status};
 use crate::context::Context;
@@ -78,6 +79,11 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             return Ok(Action::await_change());
         }
     };
+    if kvc.metadata.deletion_timestamp.is_some() {
+        // Being deleted: the garbage collector removes the children (owner references);
+        // applying them now would only recreate what it deletes.
+        return Ok(Action::await_change());
+    }
     if kvc.spec.paused {
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
@@ -88,7 +94,17 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         .and_then(|s| s.spec)
         .and_then(|s| s.replicas)
         .unwrap_or(0);
-    let (observed, reports) = observe(&v, slots).await;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let lp = ListParams::default().labels(&v.selector_string());
+    let pods = pods.list(&lp).await?.items;
+    let facts = pod_facts(&v, &pods, &template_hash(&v));
+    let ready: Vec<String> = facts
+        .iter()
+        .filter(|p| p.ready)
+        .map(|p| v.member(p.ordinal))
+        .collect();
+    let api = &*ctx.members;
+    let (observed, reports) = observe(api, &v, slots, facts).await;
     let step = next_step(&observed);
     let mut plan = MemberPlan {
         slots,
@@ -117,7 +133,7 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         }
         Step::SetSlots(n) => plan.slots = *n,
         Step::AddLearner { ordinal } => {
-            let id = apply::add_learner(&v, &reports, *ordinal).await?;
+            let id = apply::add_learner(api, &v, &reports, *ordinal).await?;
             event(
                 ctx,
                 kvc,
@@ -128,7 +144,7 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             .await;
         }
         Step::Promote { id } => {
-            if apply::promote(&v, &reports, *id).await? {
+            if apply::promote(api, &v, &reports, *id).await? {
                 event(
                     ctx,
                     kvc,
@@ -140,7 +156,7 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             }
         }
         Step::MoveLeader { from, to } => {
-            apply::move_leader(&v, &reports, *to).await?;
+            apply::move_leader(api, &v, &reports, *to).await?;
             event(
                 ctx,
                 kvc,
@@ -151,7 +167,7 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             .await;
         }
         Step::Remove { id } => {
-            apply::remove(&v, &reports, *id).await?;
+            apply::remove(api, &v, &reports, *id).await?;
             event(
                 ctx,
                 kvc,
@@ -161,24 +177,35 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             )
             .await;
         }
+        Step::Replace { id } => {
+            apply::remove(api, &v, &reports, *id).await?;
+            event(
+                ctx,
+                kvc,
+                true,
+                "MemberReplaced",
+                format!("member {id:x} lost its data: removed; it joins again as a new member"),
+            )
+            .await;
+        }
+        Step::Restart { ordinal } => {
+            apply::restart_pod(&ctx.client, &v, *ordinal).await?;
+            event(
+                ctx,
+                kvc,
+                false,
+                "MemberRestarted",
+                format!(
+                    "restarting {} with the new pod template",
+                    v.member(*ordinal)
+                ),
+            )
+            .await;
+        }
         Step::Wait(why) => tracing::info!(reason = why, "waiting"),
         Step::Done => {}
     }
     apply::apply(&ctx.client, &v, build(&v, &plan)).await?;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &v.namespace);
-    let lp = ListParams::default().labels(&v.selector_string());
-    let ready: Vec<String> = pods
-        .list(&lp)
-        .await?
-        .into_iter()
-        .filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .map(|p| p.name_any())
-        .collect();
     let mut observed = observed;
     observed.slots = plan.slots;
     let st = status::compute(

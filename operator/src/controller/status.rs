@@ -85,32 +85,54 @@ pub fn compute(
     let all_ready = !members.is_empty() && members.iter().all(|m| m.ready && m.healthy);
     let progressing = !matches!(step, Step::Done);
     let degraded = available && !all_ready;
+    let prev_op = prev.and_then(|p| p.operation.as_ref());
+    let scaling = o.members.len() as i32 > o.desired;
+    let op = match step {
+        Step::AddLearner { ordinal } => Some(("ScaleUp", v.member(*ordinal), "AddLearner")),
+        Step::SetSlots(n) => Some(("Resize", format!("{n} pods"), "SetPods")),
+        Step::Promote { id } => Some(("ScaleUp", format!("{id:x}"), "Promote")),
+        Step::MoveLeader { from, .. } if scaling => {
+            Some(("ScaleDown", format!("{from:x}"), "MoveLeader"))
+        }
+        Step::MoveLeader { from, .. } => Some(("Roll", format!("{from:x}"), "MoveLeader")),
+        Step::Remove { id } => Some(("ScaleDown", format!("{id:x}"), "RemoveMember")),
+        Step::Replace { id } => Some(("Replace", format!("{id:x}"), "RemoveMember")),
+        Step::Restart { ordinal } => Some(("Roll", v.member(*ordinal), "RestartPod")),
+        Step::Bootstrap | Step::Done => None,
+        Step::Wait(_) => prev_op.map(|p| (p.type_.as_str(), p.member.clone(), p.step.as_str())),
+    };
+    let operation = op.map(|(t, member, step_name)| {
+        // An operation keeps its start time over its steps (and over waits between them).
+        let started_at = prev_op
+            .filter(|p| p.type_ == t)
+            .and_then(|p| p.started_at.clone())
+            .unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+        OperationStatus {
+            type_: t.into(),
+            member,
+            step: step_name.into(),
+            started_at: Some(started_at),
+            message: match step {
+                Step::Wait(why) => Some((*why).into()),
+                _ => None,
+            },
+        }
+    });
     let phase = if !o.bootstrapped {
         "Creating"
     } else if !available {
         "Unavailable"
-    } else if progressing {
-        "Scaling"
+    } else if let Some(op) = &operation {
+        match op.type_.as_str() {
+            "Roll" => "Updating",
+            "Replace" => "Repairing",
+            _ => "Scaling",
+        }
     } else if degraded {
         "Degraded"
     } else {
         "Running"
     };
-    let operation = match step {
-        Step::AddLearner { ordinal } => Some(("ScaleUp", v.member(*ordinal), "AddLearner")),
-        Step::SetSlots(n) => Some(("Resize", format!("{n} pods"), "SetPods")),
-        Step::Promote { id } => Some(("ScaleUp", format!("{id:x}"), "Promote")),
-        Step::MoveLeader { from, .. } => Some(("ScaleDown", format!("{from:x}"), "MoveLeader")),
-        Step::Remove { id } => Some(("ScaleDown", format!("{id:x}"), "RemoveMember")),
-        _ => None,
-    }
-    .map(|(t, m, s)| OperationStatus {
-        type_: t.into(),
-        member: m,
-        step: s.into(),
-        started_at: None,
-        message: None,
-    });
     let conditions = vec![
         condition(
             prev_conditions,

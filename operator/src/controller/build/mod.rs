@@ -160,4 +160,37 @@ pub(crate) mod tests {
         };
         golden("production", &build(&v, &plan));
     }
+
+    #[test]
+    fn the_template_hash_follows_the_pod_spec_not_membership() {
+        let annotation = |v: &Validated, plan: &MemberPlan| {
+            build(v, plan)
+                .statefulset
+                .spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()[statefulset::TEMPLATE_HASH]
+                .clone()
+        };
+        let v = validate(&fixture("demo", 3)).unwrap();
+        let before = MemberPlan {
+            slots: 1,
+            bootstrapped: false,
+            members: vec![],
+        };
+        let after = MemberPlan {
+            slots: 3,
+            bootstrapped: true,
+            members: vec!["demo-0".into(), "demo-1".into()],
+        };
+        let h = annotation(&v, &before);
+        assert_eq!(h, annotation(&v, &after), "scaling must not roll members");
+        let mut kvc = fixture("demo", 3);
+        kvc.spec.version = "0.2.0".into();
+        let v2 = validate(&kvc).unwrap();
+        assert_ne!(h, annotation(&v2, &after), "a new version rolls members");
+    }
 }

@@ -187,6 +187,8 @@ fn container(v: &Validated, plan: &MemberPlan) -> Container {
             }),
             ..Default::default()
         }),
+        // A member that refuses to start says why in its last log lines.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![VolumeMount {
             name: "data".into(),
             mount_path: DATA_DIR.into(),
@@ -203,8 +205,25 @@ fn policy(p: VolumePolicy) -> String {
     }
 }
 
-/// The StatefulSet.
-pub fn statefulset(v: &Validated, plan: &MemberPlan) -> StatefulSet {
+/// The annotation on member pods naming the version of their template: a pod whose value
+/// differs from the StatefulSet's is restarted by the rolling update.
+pub const TEMPLATE_HASH: &str = "kvstore.io/template-hash";
+
+/// A digest of everything in the pod template that a user controls. The join flags (which
+/// change with membership) are left out, so scaling does not restart members.
+pub fn template_hash(v: &Validated) -> String {
+    use sha2::Digest;
+    let canonical = MemberPlan {
+        slots: 0,
+        bootstrapped: true,
+        members: Vec::new(),
+    };
+    let t = pod_template(v, &canonical);
+    let bytes = serde_json::to_vec(&t).expect("a pod template serializes");
+    hex::encode(&sha2::Sha256::digest(&bytes)[..8])
+}
+
+fn pod_template(v: &Validated, plan: &MemberPlan) -> PodTemplateSpec {
     let mut pod_labels: BTreeMap<String, String> = v.spec.pod.labels.clone();
     pod_labels.extend(labels(v));
     let pod = PodSpec {
@@ -232,6 +251,26 @@ pub fn statefulset(v: &Validated, plan: &MemberPlan) -> StatefulSet {
             }),
         ..Default::default()
     };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: (!v.spec.pod.annotations.is_empty())
+                .then(|| v.spec.pod.annotations.clone()),
+            ..Default::default()
+        }),
+        spec: Some(pod),
+    }
+}
+
+/// The StatefulSet.
+pub fn statefulset(v: &Validated, plan: &MemberPlan) -> StatefulSet {
+    let mut template = pod_template(v, plan);
+    template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(TEMPLATE_HASH.into(), template_hash(v));
     let storage = &v.spec.storage;
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -273,15 +312,7 @@ pub fn statefulset(v: &Validated, plan: &MemberPlan) -> StatefulSet {
                     when_scaled: Some(policy(storage.retention.when_scaled_down)),
                 },
             ),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: (!v.spec.pod.annotations.is_empty())
-                        .then(|| v.spec.pod.annotations.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(pod),
-            },
+            template,
             volume_claim_templates: Some(vec![claim]),
             ..Default::default()
         }),
