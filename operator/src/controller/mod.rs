@@ -9,6 +9,11 @@ pub mod reconcile;
 pub mod status;
 pub mod validate;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod reconcile_tests;
+
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

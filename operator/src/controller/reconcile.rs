@@ -188,24 +188,20 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             )
             .await;
         }
-        Step::Restart { ordinal } => {
-            apply::restart_pod(&ctx.client, &v, *ordinal).await?;
-            event(
-                ctx,
-                kvc,
-                false,
-                "MemberRestarted",
-                format!(
-                    "restarting {} with the new pod template",
-                    v.member(*ordinal)
-                ),
-            )
-            .await;
-        }
+        // After the StatefulSet has the new template (below), or the pod comes back old.
+        Step::Restart { .. } => {}
         Step::Wait(why) => tracing::info!(reason = why, "waiting"),
         Step::Done => {}
     }
     apply::apply(&ctx.client, &v, build(&v, &plan)).await?;
+    if let Step::Restart { ordinal } = &step {
+        apply::restart_pod(&ctx.client, &v, *ordinal).await?;
+        let note = format!(
+            "restarting {} with the new pod template",
+            v.member(*ordinal)
+        );
+        event(ctx, kvc, false, "MemberRestarted", note).await;
+    }
     let mut observed = observed;
     observed.slots = plan.slots;
     let st = status::compute(
