@@ -12,6 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod backup;
+pub use backup::*;
+
 /// A replicated kvstore cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
@@ -73,13 +76,13 @@ pub struct KVClusterSpec {
     /// Stop reconciling (the cluster keeps running as it is).
     #[serde(default)]
     pub paused: bool,
-    /// Scheduled snapshots to object storage (reserved: behaviour comes in a later release).
+    /// Scheduled and on-demand snapshots to object storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
-    /// In-place restore of an existing cluster, once per `requestId` (reserved).
+    /// In-place restore of this cluster from a backup, once per `requestId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreSpec>,
-    /// How a new cluster starts (reserved; create-only).
+    /// How a new cluster starts: empty, or from a backup (create-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("bootstrap cannot change after the cluster is created"))]
     pub bootstrap: Option<BootstrapSpec>,
@@ -330,49 +333,6 @@ pub enum CompactionMode {
     Revision,
 }
 
-/// Scheduled backups (reserved).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BackupSpec {
-    /// Cron schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    /// Time zone of the schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_zone: Option<String>,
-    /// Suspend scheduled backups.
-    #[serde(default)]
-    pub suspend: bool,
-    /// Request token: setting or changing it takes one backup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger: Option<String>,
-}
-
-/// In-place restore (reserved).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("!has(self.requestId) || self.acknowledgeDataLoss").message("restore.acknowledgeDataLoss must be true to restore"))]
-pub struct RestoreSpec {
-    /// Request token: each new value is acted on once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// A backup name, `latest`, or a URI.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// Acknowledge that the current data is replaced.
-    #[serde(default)]
-    pub acknowledge_data_loss: bool,
-}
-
-/// How a new cluster starts (reserved).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct BootstrapSpec {
-    /// Start from this backup (a name, `latest`, or a URI).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from_backup: Option<String>,
-}
-
 /// What the operator saw.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -413,9 +373,15 @@ pub struct KVClusterStatus {
     /// The membership operation in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<OperationStatus>,
-    /// Standard conditions: Available, Progressing, Degraded, MembersReady.
+    /// Standard conditions: Available, Progressing, Degraded, MembersReady, BackupReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Backups: schedule, last success, last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+    /// The last restore requested through `spec.restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
 }
 
 /// One member as the store reports it.

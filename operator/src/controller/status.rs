@@ -187,6 +187,15 @@ pub fn compute(
             generation,
         ),
     ];
+    // Conditions owned by other parts of the controller (BackupReady) are kept as they were.
+    let mut conditions = conditions;
+    conditions.extend(
+        prev_conditions
+            .iter()
+            .filter(|c| !conditions.iter().any(|n| n.type_ == c.type_))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     KVClusterStatus {
         observed_generation: generation,
         phase: Some(phase.into()),
@@ -208,5 +217,8 @@ pub fn compute(
         members,
         operation,
         conditions,
+        // Backup and restore progress is the backup controller's to write; kept as it was.
+        backup: prev.and_then(|p| p.backup.clone()),
+        restore: prev.and_then(|p| p.restore.clone()),
     }
 }
