@@ -4,8 +4,11 @@
 //! - [`controller::validate`]: the spec checked and normalised into a [`controller::validate::Validated`]
 //!   cluster (pure);
 //! - [`controller::build`]: the Kubernetes objects of a cluster (pure functions, golden-tested);
-//! - membership changes, apply and status come next (see the README's operator section).
+//! - [`controller::members`]: the next membership step (pure), [`controller::apply`] and
+//!   [`controller::status`];
+//! - [`backup`]: backup schedule, retention and the restore state machine (pure).
 
+pub mod backup;
 pub mod context;
 pub mod controller;
 pub mod http;
