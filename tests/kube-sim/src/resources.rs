@@ -331,6 +331,7 @@ fn builtin_def(x: &Builtin) -> ResourceDef {
     if x.plural == "pods" {
         extra.push(("log", "Pod", &["get"]));
         extra.push(("eviction", "Eviction", &["create"]));
+        extra.push(("binding", "Binding", &["create"]));
     }
     if x.plural == "namespaces" {
         extra.push(("finalize", "Namespace", &["update"]));

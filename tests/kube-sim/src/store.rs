@@ -50,6 +50,8 @@ pub struct Change {
     pub namespace: String,
     /// The object after the change (before it, for a deletion, with the new resourceVersion).
     pub object: Value,
+    /// For a modification, the object before it (watches with selectors need both).
+    pub old: Option<Value>,
 }
 
 /// The changes to replay and the receiver of the changes to come.
@@ -156,8 +158,8 @@ impl State {
     pub fn put(&mut self, key: Key, mut obj: Value, kind: EventType) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.objects.insert(key.clone(), obj.clone());
-        self.record(key, kind, obj.clone());
+        let old = self.objects.insert(key.clone(), obj.clone());
+        self.record(key, kind, obj.clone(), old);
         obj
     }
 
@@ -166,11 +168,11 @@ impl State {
         let mut obj = self.objects.remove(key)?;
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
-        self.record(key.clone(), EventType::Deleted, obj.clone());
+        self.record(key.clone(), EventType::Deleted, obj.clone(), None);
         Some(obj)
     }
 
-    fn record(&mut self, key: Key, kind: EventType, object: Value) {
+    fn record(&mut self, key: Key, kind: EventType, object: Value, old: Option<Value>) {
         let change = Arc::new(Change {
             rv: self.rv,
             kind,
@@ -178,6 +180,7 @@ impl State {
             resource: key.1,
             namespace: key.2,
             object,
+            old: old.filter(|_| kind == EventType::Modified),
         });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_cap {

@@ -194,6 +194,7 @@ async fn handle(app: &App, req: &Req, t: Target) -> ApiResult<Response> {
         (&Method::PATCH, true, None | Some("status")) => write::patch(app, req, &t),
         (&Method::DELETE, true, None) => write::delete(app, req, &t),
         (&Method::POST, true, Some("eviction")) => write::evict(app, req, &t),
+        (&Method::POST, true, Some("binding")) => write::bind(app, req, &t),
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

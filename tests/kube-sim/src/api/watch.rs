@@ -17,7 +17,7 @@ use super::read::{Filter, served};
 use super::{App, Target};
 use crate::error::{ApiError, ApiResult};
 use crate::http::Req;
-use crate::store::Change;
+use crate::store::{Change, EventType};
 
 fn line(v: &Value) -> Bytes {
     let mut b = serde_json::to_vec(v).unwrap_or_default();
@@ -56,15 +56,30 @@ struct Watch {
 }
 
 impl Watch {
-    fn wants(&self, c: &Change) -> bool {
-        c.group == self.t.def.group
+    /// The event a watcher sees for a change, if any: with selectors, an object that starts
+    /// matching is ADDED and one that stops matching is DELETED, as a real server does.
+    fn render(&self, c: &Change) -> Option<Bytes> {
+        let in_scope = c.group == self.t.def.group
             && c.resource == self.t.def.plural
-            && self.t.ns.as_ref().is_none_or(|ns| *ns == c.namespace)
-            && self.filter.matches(&c.object)
-    }
-
-    fn render(&self, c: &Change) -> Bytes {
-        event(c.kind.as_str(), served(&self.t.def, &c.object))
+            && self.t.ns.as_ref().is_none_or(|ns| *ns == c.namespace);
+        if !in_scope {
+            return None;
+        }
+        let now = self.filter.matches(&c.object);
+        let kind = match c.kind {
+            EventType::Modified => {
+                let before = c.old.as_ref().is_some_and(|o| self.filter.matches(o));
+                match (before, now) {
+                    (true, true) => "MODIFIED",
+                    (false, true) => "ADDED",
+                    (true, false) => "DELETED",
+                    (false, false) => return None,
+                }
+            }
+            other if now => other.as_str(),
+            _ => return None,
+        };
+        Some(event(kind, served(&self.t.def, &c.object)))
     }
 }
 
@@ -103,7 +118,7 @@ pub fn serve(app: &App, req: &Req, t: Target) -> ApiResult<Response> {
         }
         match state.subscribe_from(from) {
             Ok((backlog, rx)) => {
-                first.extend(backlog.iter().filter(|c| w.wants(c)).map(|c| w.render(c)));
+                first.extend(backlog.iter().filter_map(|c| w.render(c)));
                 Some((rx, state.rv()))
             }
             Err(e) => {
@@ -137,8 +152,10 @@ pub fn serve(app: &App, req: &Req, t: Target) -> ApiResult<Response> {
                 got = rx.recv() => match got {
                     Ok(c) => {
                         last_rv = c.rv;
-                        if !w.wants(&c) { continue; }
-                        w.render(&c)
+                        match w.render(&c) {
+                            Some(b) => b,
+                            None => continue,
+                        }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },

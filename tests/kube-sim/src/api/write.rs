@@ -280,3 +280,37 @@ pub fn evict(app: &App, req: &Req, t: &Target) -> ApiResult<Response> {
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
 }
+
+/// POST `/pods/<name>/binding`: assigns the pod to a node (`spec.nodeName`), as a scheduler does.
+pub fn bind(app: &App, req: &Req, t: &Target) -> ApiResult<Response> {
+    let body = req.json_body()?;
+    let node = body["target"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::BadRequest(
+            "binding target name is required".into(),
+        ));
+    }
+    let mut state = app.store.lock();
+    let k = key(&t.def, &t.ns_key(), t.name());
+    let mut pod = state
+        .get(&k.0, &k.1, &k.2, &k.3)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(subject(&t.def, t.name())))?;
+    if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return Err(ApiError::Conflict(
+            subject(&t.def, t.name()),
+            format!("pod {} is already assigned to node {bound:?}", t.name()),
+        ));
+    }
+    pod["spec"]["nodeName"] = json!(node);
+    let mut o = opts(req, t, false);
+    o.sub = None;
+    admission::update(&mut state, &t.def, &t.ns_key(), t.name(), pod, &o)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}

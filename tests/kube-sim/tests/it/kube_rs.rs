@@ -254,3 +254,58 @@ async fn watcher_sees_changes_and_recovers_from_gone() {
         other => panic!("expected 410, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelet_pattern_binding_selector_watch_and_graceful_delete() {
+    use k8s_openapi::api::core::v1::Pod;
+    let env = Env::start().await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+    let cfg = watcher::Config::default().fields("spec.nodeName=n1");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = watcher(pods.clone(), cfg)
+        .default_backoff()
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(Ok(p)) = stream.next().await {
+            let _ = tx.send((
+                p.metadata.name.unwrap(),
+                p.metadata.deletion_timestamp.is_some(),
+            ));
+        }
+    });
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    pods.create_subresource::<_, serde_json::Value>(
+        "binding",
+        "p",
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .unwrap();
+    let ten = std::time::Duration::from_secs(10);
+    assert_eq!(
+        tokio::time::timeout(ten, rx.recv()).await.unwrap().unwrap(),
+        ("p".to_string(), false),
+        "bound pod enters the watch"
+    );
+
+    // A bound pod is deleted gracefully: marked, then removed by its kubelet with grace 0.
+    pods.delete("p", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(ten, rx.recv()).await.unwrap().unwrap(),
+        ("p".to_string(), true)
+    );
+    let marked = pods.get("p").await.unwrap();
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    pods.delete("p", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get_opt("p").await.unwrap().is_none());
+    task.abort();
+}
