@@ -199,7 +199,7 @@ impl Backups {
 /// The name of a backup of cluster `cluster` taken at `time`: sorts by time.
 pub fn backup_name(cluster: &str, time: chrono::DateTime<chrono::Utc>, manual: bool) -> String {
     let kind = if manual { "manual" } else { "scheduled" };
-    format!("{cluster}-{}-{kind}", time.format("%Y%m%dT%H%M%SZ"))
+    format!("{cluster}-{}-{kind}", time.format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use super::member_api::{CallError, ListedMember, MemberApi, StatusReport};
+use super::member_api::{CallError, ListedMember, MemberApi, Snapshot, StatusReport};
 use crate::controller::build::statefulset::TEMPLATE_HASH;
 
 /// A member of the fake store cluster.
@@ -39,6 +39,8 @@ pub struct World {
     pub leader: u64,
     /// Ordinals whose volume was wiped: their store exits with the data-lost status.
     pub lost: BTreeSet<i32>,
+    /// Ordinals snapshots were taken from.
+    pub snapshots: Vec<i32>,
     next_id: u64,
     rv: u64,
 }
@@ -295,6 +297,7 @@ impl MemberApi for FakeMembers {
             cluster_id: 0xc1,
             leader: w.leader,
             raft_index: 10,
+            raft_term: 2,
             db_size: 4096,
             version: "0.1.0".into(),
             learner: m.learner,
@@ -367,5 +370,22 @@ impl MemberApi for FakeMembers {
         w.leader = to;
         w.calls.push(format!("move_leader {}", o.unwrap_or(-1)));
         Ok(())
+    }
+
+    async fn snapshot(&self, url: &str) -> Result<Snapshot, CallError> {
+        let mut w = self.reach(url)?;
+        let o = ordinal_of_url(url).expect("reachable");
+        w.snapshots.push(o);
+        let data: Vec<Result<bytes::Bytes, String>> = (0..4)
+            .map(|i| {
+                Ok(bytes::Bytes::from(format!(
+                    "snapshot chunk {i} of the fake store\n"
+                )))
+            })
+            .collect();
+        Ok(Snapshot {
+            revision: 77,
+            chunks: futures::StreamExt::boxed(futures::stream::iter(data)),
+        })
     }
 }

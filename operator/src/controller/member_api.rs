@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
 use kvstore::pb::cluster_client::ClusterClient;
 use kvstore::pb::maintenance_client::MaintenanceClient;
 use kvstore::pb::{
@@ -33,6 +37,8 @@ pub struct StatusReport {
     pub leader: u64,
     /// Raft index.
     pub raft_index: u64,
+    /// Raft term.
+    pub raft_term: u64,
     /// Database size in bytes.
     pub db_size: i64,
     /// Store version.
@@ -69,11 +75,23 @@ pub trait MemberApi: Send + Sync {
     async fn remove(&self, url: &str, id: u64) -> Result<(), CallError>;
     /// `Maintenance.MoveLeader`.
     async fn move_leader(&self, url: &str, to: u64) -> Result<(), CallError>;
+    /// `Maintenance.Snapshot`: the revision it holds and its bytes, streamed.
+    async fn snapshot(&self, url: &str) -> Result<Snapshot, CallError>;
+}
+
+/// A snapshot being streamed from a member.
+pub struct Snapshot {
+    /// The store revision it holds.
+    pub revision: i64,
+    /// Its bytes, in chunks; an error ends the stream.
+    pub chunks: BoxStream<'static, Result<Bytes, String>>,
 }
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Membership changes wait for Raft; give them longer than a status call.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// A snapshot stream may take long; each message must come within this.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The real members, over gRPC.
 #[derive(Debug, Default, Clone, Copy)]
@@ -113,6 +131,7 @@ impl MemberApi for GrpcMembers {
             cluster_id: h.cluster_id,
             leader: s.leader,
             raft_index: s.raft_index,
+            raft_term: s.raft_term,
             db_size: s.db_size,
             version: s.version,
             learner: s.is_learner,
@@ -176,5 +195,28 @@ impl MemberApi for GrpcMembers {
             .await
             .map_err(refused)?;
         Ok(())
+    }
+
+    async fn snapshot(&self, url: &str) -> Result<Snapshot, CallError> {
+        let ch = channel(url, SNAPSHOT_TIMEOUT).await?;
+        let mut stream = MaintenanceClient::new(ch)
+            .snapshot(kvstore::pb::SnapshotRequest {})
+            .await
+            .map_err(refused)?
+            .into_inner();
+        let first = stream
+            .message()
+            .await
+            .map_err(refused)?
+            .ok_or_else(|| CallError::Refused("the snapshot stream was empty".into()))?;
+        let revision = first.header.as_ref().map_or(0, |h| h.revision);
+        let rest = stream.map(|m| {
+            m.map(|m| Bytes::from(m.blob))
+                .map_err(|s| format!("{}: {}", s.code(), s.message()))
+        });
+        let chunks = futures::stream::once(async move { Ok(Bytes::from(first.blob)) })
+            .chain(rest)
+            .boxed();
+        Ok(Snapshot { revision, chunks })
     }
 }

@@ -1,6 +1,7 @@
 //! The KVCluster controller: validate, plan membership, build, apply, status.
 
 pub mod apply;
+pub mod backup;
 pub mod build;
 pub mod member_api;
 pub mod members;

@@ -213,13 +213,37 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         &ready,
         &step,
     );
+    let mut st = st;
+    let mut requeue = match step {
+        Step::Done => Duration::from_secs(30),
+        _ => Duration::from_secs(2),
+    };
+    match &kvc.spec.backup {
+        Some(spec) if observed.leader.is_some() => {
+            let now = chrono::Utc::now();
+            let out = super::backup::run(ctx, kvc, &v, spec, &reports, now).await;
+            for (warning, reason, note) in out.events {
+                event(ctx, kvc, warning, reason, note).await;
+            }
+            if let Some(next) = out
+                .status
+                .next_schedule_time
+                .as_deref()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            {
+                let wait = (next - now).to_std().unwrap_or_default() + Duration::from_secs(1);
+                requeue = requeue.min(wait);
+            }
+            st.backup = Some(out.status);
+            super::backup::set_ready(&mut st.conditions, &out.ready, kvc.metadata.generation);
+        }
+        Some(_) => {}
+        None => st.conditions.retain(|c| c.type_ != "BackupReady"),
+    }
     if kvc.status.as_ref() != Some(&st) {
         patch_status(ctx, kvc, st).await?;
     }
-    Ok(match step {
-        Step::Done => Action::requeue(Duration::from_secs(30)),
-        _ => Action::requeue(Duration::from_secs(2)),
-    })
+    Ok(Action::requeue(requeue))
 }
 
 /// Retry failed reconciles with a pause, counting the error.

@@ -255,3 +255,128 @@ async fn a_cluster_being_deleted_is_left_to_the_garbage_collector() {
     assert_eq!(policy["whenDeleted"], "Retain");
     assert_eq!(policy["whenScaled"], "Retain");
 }
+
+fn backup_status(h: &Harness) -> kv_crds::v1alpha1::BackupStatus {
+    h.kvc().status.unwrap().backup.expect("status.backup")
+}
+
+fn backup_ready(h: &Harness) -> kv_crds::v1alpha1::Condition {
+    h.kvc()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "BackupReady")
+        .expect("a BackupReady condition")
+}
+
+#[tokio::test]
+async fn a_trigger_takes_one_backup_from_a_follower_and_retention_keeps_n() {
+    let h = Harness::new(3);
+    h.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    h.edit(|k| {
+        k["spec"]["backup"] = json!({
+            "store": {"provider": "Filesystem", "path": path},
+            "retention": {"keepLast": 2},
+            "compression": "None",
+            "trigger": "t1",
+        })
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    let st = backup_status(&h);
+    let ok = st.last_successful.clone().expect("a backup");
+    assert_eq!(st.last_trigger.as_deref(), Some("t1"));
+    assert_eq!((ok.revision, st.kept), (77, 1));
+    assert!(
+        ok.uri.starts_with("file://") && ok.uri.ends_with(".snap"),
+        "{}",
+        ok.uri
+    );
+    assert_eq!(
+        h.world.lock().unwrap().snapshots,
+        [1],
+        "from a follower, not the leader"
+    );
+    assert_eq!(backup_ready(&h).status, "True");
+    // The stored object is what the member streamed, and its checksum is in the metadata.
+    let file = dir.path().join(format!("db/demo/{}.snap", ok.name));
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"snapshot chunk 0"));
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&bytes)), ok.sha256);
+    // The same trigger again: nothing.
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    assert_eq!(h.world.lock().unwrap().snapshots.len(), 1);
+    // Two more triggers: three backups taken, two kept.
+    for t in ["t2", "t3"] {
+        h.edit(|k| k["spec"]["backup"]["trigger"] = json!(t));
+        reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    }
+    assert_eq!(h.world.lock().unwrap().snapshots.len(), 3);
+    assert_eq!(backup_status(&h).kept, 2);
+    let snaps = std::fs::read_dir(dir.path().join("db/demo"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snap")
+        })
+        .count();
+    assert_eq!(snaps, 2);
+    assert!(
+        h.world
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .any(|e| e == "BackupSucceeded")
+    );
+}
+
+#[tokio::test]
+async fn a_due_scheduled_backup_runs_once_and_failures_turn_backup_ready_false() {
+    let h = Harness::new(3);
+    h.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The store path is a file: every backup fails until it is fixed.
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let two_min_ago = (chrono::Utc::now() - chrono::Duration::minutes(2)).to_rfc3339();
+    h.edit(|k| {
+        k["spec"]["backup"] = json!({
+            "schedule": "* * * * *",
+            "store": {"provider": "Filesystem", "path": blocker.display().to_string()},
+        });
+        k["status"]["backup"] = json!({"lastScheduleTime": two_min_ago});
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    let st = backup_status(&h);
+    let why = st.last_failure_reason.clone().expect("a failure");
+    assert!(why.contains("backup.store.path"), "{why}");
+    let c = backup_ready(&h);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "BackupFailed")
+    );
+    assert!(c.message.contains("backup.store.path"), "{}", c.message);
+    assert!(st.next_schedule_time.is_some());
+    // The cluster itself is untouched.
+    assert_eq!(h.kvc().status.unwrap().phase.as_deref(), Some("Running"));
+    assert!(h.world.lock().unwrap().snapshots.is_empty());
+    // Fixed store, next occurrence due: the backup runs and BackupReady turns True.
+    let good = dir.path().join("backups").display().to_string();
+    h.edit(|k| {
+        k["spec"]["backup"]["store"]["path"] = json!(good);
+        k["status"]["backup"]["lastScheduleTime"] = json!(two_min_ago);
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    assert!(backup_status(&h).last_successful.is_some());
+    assert_eq!(backup_ready(&h).status, "True");
+    // Not due again within the same minute.
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    assert_eq!(h.world.lock().unwrap().snapshots.len(), 1);
+}
