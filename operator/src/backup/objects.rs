@@ -228,7 +228,7 @@ mod tests {
         let t = "2026-03-01T10:20:30Z".parse().unwrap();
         assert_eq!(
             backup_name("demo", t, false),
-            "demo-20260301T102030Z-scheduled"
+            "demo-20260301T102030.000Z-scheduled"
         );
     }
 
