@@ -311,6 +311,14 @@ const BUILTINS: &[Builtin] = &[
         false,
         &["pc"],
     ),
+    b(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+        &[],
+    ),
     with_status(b(
         "apiextensions.k8s.io",
         "v1",
@@ -336,6 +344,11 @@ fn builtin_def(x: &Builtin) -> ResourceDef {
     if x.plural == "namespaces" {
         extra.push(("finalize", "Namespace", &["update"]));
     }
+    let verbs = if x.plural == "selfsubjectaccessreviews" {
+        vec!["create"]
+    } else {
+        ALL_VERBS.to_vec()
+    };
     ResourceDef {
         group: x.group.into(),
         version: x.version.into(),
@@ -348,7 +361,7 @@ fn builtin_def(x: &Builtin) -> ResourceDef {
         status: x.status,
         scale,
         extra_subresources: extra,
-        verbs: ALL_VERBS.to_vec(),
+        verbs,
         schema: None,
         printer_columns: vec![],
         custom: false,

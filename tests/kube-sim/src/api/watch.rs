@@ -53,6 +53,7 @@ fn streaming(rx: mpsc::Receiver<Bytes>) -> Response {
 struct Watch {
     t: Target,
     filter: Filter,
+    table: bool,
 }
 
 impl Watch {
@@ -79,7 +80,17 @@ impl Watch {
             other if now => other.as_str(),
             _ => return None,
         };
-        Some(event(kind, served(&self.t.def, &c.object)))
+        Some(self.event(kind, &c.object))
+    }
+
+    /// An event of `obj`, as a one-row Table when kubectl asked for tables.
+    fn event(&self, kind: &str, obj: &Value) -> Bytes {
+        let obj = served(&self.t.def, obj);
+        if self.table {
+            let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+            return event(kind, crate::table::table(&self.t.def, &[obj], meta));
+        }
+        event(kind, obj)
     }
 }
 
@@ -94,7 +105,11 @@ pub fn serve(app: &App, req: &Req, t: Target) -> ApiResult<Response> {
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
     let rv = req.q("resourceVersion").unwrap_or_default();
-    let w = Arc::new(Watch { t, filter });
+    let w = Arc::new(Watch {
+        t,
+        filter,
+        table: req.wants_table(),
+    });
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let mut first: Vec<Bytes> = Vec::new();
     let live = {
@@ -109,7 +124,7 @@ pub fn serve(app: &App, req: &Req, t: Target) -> ApiResult<Response> {
         if initial {
             for (_, obj) in state.list(&w.t.def.group, &w.t.def.plural, w.t.ns.as_deref()) {
                 if w.filter.matches(obj) {
-                    first.push(event("ADDED", served(&w.t.def, obj)));
+                    first.push(w.event("ADDED", obj));
                 }
             }
             if send_initial == Some(true) {
