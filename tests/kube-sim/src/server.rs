@@ -45,6 +45,8 @@ pub struct ServerOptions {
     pub bookmark_interval: Duration,
     /// Where pod logs are read: `<dir>/<namespace>/<pod>/<container>.log`.
     pub pod_log_dir: Option<PathBuf>,
+    /// More names or IP addresses for the serving certificate (e.g. the address pods use).
+    pub extra_sans: Vec<String>,
 }
 
 impl ServerOptions {
@@ -58,6 +60,7 @@ impl ServerOptions {
             port: 0,
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(5),
+            extra_sans: Vec::new(),
         }
     }
 }
@@ -78,7 +81,7 @@ impl ApiServer {
     /// Starts a server.
     pub async fn start(opts: ServerOptions) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&opts.dir)?;
-        let tls = TlsMaterial::generate()?;
+        let tls = TlsMaterial::generate(&opts.extra_sans)?;
         let listener = TcpListener::bind(("127.0.0.1", opts.port)).await?;
         let addr = listener.local_addr()?;
         let url = format!("https://{addr}");

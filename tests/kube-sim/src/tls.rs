@@ -37,8 +37,9 @@ impl std::fmt::Debug for TlsMaterial {
 }
 
 impl TlsMaterial {
-    /// Generates a fresh CA and serving certificate.
-    pub fn generate() -> Result<Self, TlsError> {
+    /// Generates a fresh CA and serving certificate, valid also for `extra_sans` (IP
+    /// addresses or DNS names, e.g. the address pods reach the server at).
+    pub fn generate(extra_sans: &[String]) -> Result<Self, TlsError> {
         let ca_key = KeyPair::generate()?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -54,11 +55,13 @@ impl TlsMaterial {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![
+        let mut sans = vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
             "kubernetes.default.svc".to_string(),
-        ])?;
+        ];
+        sans.extend(extra_sans.iter().cloned());
+        let mut params = CertificateParams::new(sans)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
@@ -94,7 +97,7 @@ mod tests {
 
     #[test]
     fn generates_a_ca_and_a_serving_cert() {
-        let m = TlsMaterial::generate().unwrap();
+        let m = TlsMaterial::generate(&["10.213.7.1".into()]).unwrap();
         assert!(m.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(!m.ca_der.is_empty());
     }
