@@ -26,6 +26,8 @@ pub enum ExitKind {
     Io,
     /// Bad command-line arguments (128).
     BadArgs,
+    /// kvctl's own: a snapshot source refused (missing, unreadable, checksum differs) (7).
+    SourceRefused,
 }
 
 impl ExitKind {
@@ -39,6 +41,7 @@ impl ExitKind {
             ExitKind::Interrupted => 5,
             ExitKind::Io => 6,
             ExitKind::BadArgs => 128,
+            ExitKind::SourceRefused => 7,
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod fetch;
 pub mod json;
 pub mod kv;
 pub mod lease;

@@ -50,6 +50,19 @@ pub struct RestoreArgs {
     /// Human-readable name for this member
     #[arg(long, default_value = "default")]
     pub name: String,
+    /// SHA-256 (hex) the source object must have (a URI source; as stored, before decompression)
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Replace a non-empty data directory (its data is lost) instead of refusing
+    #[arg(long)]
+    pub replace_data_dir: bool,
+    /// Restore only once per MARKER: if the data directory already holds a restore with this
+    /// marker, do nothing (for init containers that run again)
+    #[arg(long)]
+    pub once: Option<String>,
+    /// Do nothing unless --name is this (one pod template for every member, one restores)
+    #[arg(long)]
+    pub only_for: Option<String>,
     /// Ignore snapshot integrity hash value (required if copied from data directory)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_hash_check: bool,
@@ -158,7 +171,22 @@ fn status_out(ctx: &Ctx, s: &SnapshotStatus) -> Result<()> {
     }
 }
 
-fn restore_cmd(a: RestoreArgs) -> Result<()> {
+/// The marker file a `--once` restore leaves in the data directory.
+fn marker(data_dir: &Path, once: &str) -> std::path::PathBuf {
+    let safe: String = once
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    data_dir.join(format!("restored-{safe}"))
+}
+
+async fn restore_cmd(a: RestoreArgs) -> Result<()> {
     let [path] = a.args.as_slice() else {
         return Err(CliError::bad_args(
             "snapshot restore requires exactly one argument",
@@ -169,8 +197,42 @@ fn restore_cmd(a: RestoreArgs) -> Result<()> {
     } else {
         a.data_dir.clone()
     };
+    if let Some(only) = &a.only_for
+        && *only != a.name
+    {
+        return emit(&format!(
+            "Nothing to restore for {} (only {only} restores)\n",
+            a.name
+        ));
+    }
+    if let Some(once) = &a.once
+        && marker(Path::new(&data_dir), once).exists()
+    {
+        return emit(&format!("{data_dir} already holds restore {once}\n"));
+    }
+    // A snapshot in object storage is downloaded (and checked) next to the data directory
+    // before anything of the data directory is touched.
+    let parent = Path::new(&data_dir)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let fetched = if super::fetch::is_uri(path) {
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| CliError::error(format!("could not create {} ({e})", parent.display())))?;
+        let local = parent.join(".kvctl-restore.download");
+        super::fetch::download(path, &local, a.sha256.as_deref()).await?;
+        Some(local)
+    } else {
+        None
+    };
+    let dir = Path::new(&data_dir);
+    if a.replace_data_dir && dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| CliError::error(format!("could not remove {data_dir} ({e})")))?;
+    }
     let opts = RestoreOptions {
-        snapshot: path.into(),
+        snapshot: fetched.clone().unwrap_or_else(|| path.into()),
         data_dir: data_dir.clone().into(),
         name: a.name,
         initial_cluster: a.initial_cluster,
@@ -181,7 +243,15 @@ fn restore_cmd(a: RestoreArgs) -> Result<()> {
             .unwrap_or_default(),
         skip_hash_check: a.skip_hash_check,
     };
-    let s = restore::restore(&opts)?;
+    let res = restore::restore(&opts);
+    if let Some(f) = &fetched {
+        let _ = std::fs::remove_file(f);
+    }
+    let s = res?;
+    if let Some(once) = &a.once {
+        std::fs::write(marker(dir, once), format!("{path}\n"))
+            .map_err(|e| CliError::error(format!("could not mark {data_dir} ({e})")))?;
+    }
     emit(&format!(
         "Restored snapshot {path} (revision {}) into {data_dir}: member {:x} of new cluster {:x}\n",
         s.revision, s.member_id, s.cluster_id
@@ -192,7 +262,7 @@ fn restore_cmd(a: RestoreArgs) -> Result<()> {
 pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<()> {
     match cmd {
         SnapshotCmd::Save { args } => save(ctx, &args).await,
-        SnapshotCmd::Restore(a) => restore_cmd(a),
+        SnapshotCmd::Restore(a) => restore_cmd(a).await,
         SnapshotCmd::Status { args } => {
             let [path] = args.as_slice() else {
                 return Err(CliError::bad_args(

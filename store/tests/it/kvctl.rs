@@ -843,3 +843,100 @@ fn kvctl_unreachable_and_bad_arguments() {
     );
     drop(hole);
 }
+
+/// `kvctl snapshot restore` from object storage (a `file://` URI to a zstd object, as the
+/// operator's backups are stored): a wrong checksum is refused (exit 7) before the data
+/// directory is touched; `--only-for` and `--once` make it safe as an init container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kvctl_restores_from_object_storage_once() {
+    use sha2::Digest;
+    let mut cluster = Cluster::start(1).await;
+    let ep = cluster.endpoints();
+    for i in 0..20 {
+        kvctl_ok(&ep, &["put", &format!("o{i}"), "v"], None);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp.path().join("s.snap");
+    kvctl_ok(&ep, &["snapshot", "save", snap.to_str().unwrap()], None);
+    cluster.members[0].kill();
+    let store = tmp.path().join("store/db/demo");
+    std::fs::create_dir_all(&store).unwrap();
+    let packed = zstd::encode_all(&std::fs::read(&snap).unwrap()[..], 3).unwrap();
+    let object = store.join("b1.snap.zst");
+    std::fs::write(&object, &packed).unwrap();
+    let uri = format!("file://{}", object.display());
+    let sha = hex::encode(sha2::Sha256::digest(&packed));
+
+    let (c, p) = (free_port(), free_port());
+    let mdir = tmp.path().join("r0");
+    let data = mdir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("old"), b"old member data").unwrap();
+    let initial = format!("r0=http://127.0.0.1:{p}");
+    let restore = |sha: &str, only: &str| {
+        kvctl(
+            &ep,
+            &[
+                "snapshot",
+                "restore",
+                &uri,
+                "--sha256",
+                sha,
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--replace-data-dir",
+                "--once",
+                "req-1",
+                "--only-for",
+                only,
+                "--name",
+                "r0",
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-token",
+                "restored-1",
+            ],
+            None,
+        )
+    };
+    let bad = restore(&"0".repeat(64), "r0");
+    assert_eq!(bad.status.code(), Some(7), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("refusing to restore a damaged backup"));
+    assert!(
+        data.join("old").exists(),
+        "a refused restore touched the data dir"
+    );
+    let other = restore(&sha, "r1");
+    assert!(other.status.success());
+    assert!(text(&other.stdout).contains("Nothing to restore for r0"));
+    assert!(data.join("old").exists());
+    let ok = restore(&sha, "r0");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(!data.join("old").exists(), "the old data was replaced");
+    let again = restore(&sha, "r0");
+    assert!(text(&again.stdout).contains("already holds restore req-1"));
+
+    let mut restored = Cluster {
+        members: vec![Member {
+            name: "r0".into(),
+            client_port: c,
+            peer_port: p,
+            dir: mdir,
+            child: None,
+            extra: Vec::new(),
+            initial_cluster: initial.clone(),
+            state: "new",
+            token: "restored-1".into(),
+        }],
+        token: "restored-1".into(),
+        tmp,
+    };
+    restored.members[0].start();
+    restored.wait_ready(Duration::from_secs(30)).await;
+    let got = kvctl_ok(
+        &restored.endpoints(),
+        &["get", "o", "--prefix", "--count-only", "-w", "json"],
+        None,
+    );
+    assert!(got.contains("\"count\":20"), "{got}");
+}
