@@ -98,7 +98,7 @@ async fn start(
     c: &Container,
     prepared: &Prepared,
     rt: &Runtime,
-) -> Result<(Child, Vec<(String, String)>), StartError> {
+) -> Result<(Child, Vec<(String, String)>, Vec<String>), StartError> {
     let image = c.image.clone().unwrap_or_default();
     let binary = ctx
         .shared
@@ -150,7 +150,7 @@ async fn start(
     })
     .map_err(StartError::Spawn)?;
     pids.insert(child.id().unwrap_or_default(), ctx.uid.clone());
-    Ok((child, env))
+    Ok((child, env, argv))
 }
 
 fn exit_code(s: std::process::ExitStatus) -> i32 {
@@ -232,7 +232,7 @@ pub async fn run(
             }
         };
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-        let (mut child, env) = match start(&ctx, &c, &prepared, &rt).await {
+        let (mut child, env, argv) = match start(&ctx, &c, &prepared, &rt).await {
             Ok(x) => x,
             Err(StartError::Closed) => return Outcome::Stopped,
             Err(e) => {
@@ -249,6 +249,7 @@ pub async fn run(
             }
         };
         let pid = child.id().unwrap_or_default();
+        process::wait_exec(&mut child, pid, &argv).await;
         let started = now();
         let started_at = Instant::now();
         ctx.update(|s| {

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use rustix::process::Signal;
 use serde_json::json;
@@ -240,18 +240,24 @@ fn grace_of(pod: &Pod) -> Duration {
     Duration::from_secs(u64::try_from(secs.max(0)).unwrap_or(0))
 }
 
+/// Schedules the pod here with `pods/binding`, as the scheduler does (a patch of
+/// `spec.nodeName` when the server lacks the subresource).
 async fn bind(client: &Client, pod: &Pod, node: &str) {
+    let name = pod.name_any();
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+    let bound: Result<serde_json::Value, _> = api
+        .create_subresource("binding", &name, &PostParams::default(), &binding)
+        .await;
+    let Err(e) = bound else { return };
+    tracing::debug!(pod = %name, error = %e, "binding refused; patching spec.nodeName");
     let patch = json!({"spec": {"nodeName": node}});
-    if let Err(e) = api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        tracing::warn!(pod = %pod.name_any(), error = %e, "failed to bind the pod");
+    let patched = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    if let Err(e) = patched {
+        tracing::warn!(pod = %name, error = %e, "failed to bind the pod");
     }
 }
 

@@ -71,6 +71,25 @@ pub fn signal_group(pid: u32, signal: Signal) {
     }
 }
 
+/// Waits until the process `pid` has finished its prologue and runs `argv` (its command line
+/// is `argv`), or has exited, or 10 s passed: only then is the container's filesystem view
+/// complete and the container "running".
+pub async fn wait_exec(child: &mut Child, pid: u32, argv: &[String]) {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let path = format!("/proc/{pid}/cmdline");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        if std::fs::read(&path).is_ok_and(|c| c == want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tracing::warn!(pid, "the container's prologue did not finish within 10 s");
+}
+
 /// A signal by number (for tests' fault injection).
 pub fn signal_from(n: i32) -> Option<Signal> {
     Signal::from_named_raw(n)
