@@ -2,5 +2,6 @@
 //! as local processes. They need root (network namespaces) and skip otherwise.
 
 mod common;
+mod kvstore;
 mod pods;
 mod workloads;
