@@ -205,6 +205,12 @@ pub struct RestoreStatus {
     /// What was restored (URI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// SHA-256 of the restored object, as verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The cluster id before the restore (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_cluster_id: Option<String>,
     /// The safety backup taken first (URI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_backup: Option<String>,

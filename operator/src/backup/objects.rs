@@ -197,8 +197,8 @@ impl Backups {
 }
 
 /// The name of a backup of cluster `cluster` taken at `time`: sorts by time.
-pub fn backup_name(cluster: &str, time: chrono::DateTime<chrono::Utc>, manual: bool) -> String {
-    let kind = if manual { "manual" } else { "scheduled" };
+/// `kind` is `scheduled`, `manual` or `safety`.
+pub fn backup_name(cluster: &str, time: chrono::DateTime<chrono::Utc>, kind: &str) -> String {
     format!("{cluster}-{}-{kind}", time.format("%Y%m%dT%H%M%S%.3fZ"))
 }
 
@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(b.name_of("s3://other/db/demo/x.snap"), None);
         let t = "2026-03-01T10:20:30Z".parse().unwrap();
         assert_eq!(
-            backup_name("demo", t, false),
+            backup_name("demo", t, "scheduled"),
             "demo-20260301T102030.000Z-scheduled"
         );
     }

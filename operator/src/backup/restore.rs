@@ -13,8 +13,8 @@
 //! member starts from the snapshot under a new cluster id; the others join it as new members
 //! (learners, then voters); traffic resumes.
 
-/// Where a restore is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a restore is (in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     /// Download the source and check its SHA-256 against its metadata.
     Verifying,

@@ -135,7 +135,12 @@ pub async fn run(
         }
     };
     if let (Some(b), true) = (&backups, due) {
-        match take(&*ctx.members, v, b, spec, reports, now, triggered.is_some()).await {
+        let kind = if triggered.is_some() {
+            "manual"
+        } else {
+            "scheduled"
+        };
+        match take(&*ctx.members, v, b, spec, reports, now, kind).await {
             Ok(rec) => {
                 events.push((
                     false,
@@ -198,7 +203,8 @@ pub async fn run(
     }
 }
 
-async fn open(ctx: &Context, v: &Validated, spec: &BackupSpec) -> Result<Backups, String> {
+/// Open the backup store of `spec`, reading its credentials Secret.
+pub async fn open(ctx: &Context, v: &Validated, spec: &BackupSpec) -> Result<Backups, String> {
     let creds: Option<BTreeMap<String, Vec<u8>>> = match &spec.store.credentials_secret {
         None => None,
         Some(name) => {
@@ -220,14 +226,15 @@ async fn open(ctx: &Context, v: &Validated, spec: &BackupSpec) -> Result<Backups
     Backups::open(&spec.store, creds.as_ref(), &v.namespace, &v.name).map_err(|e| e.to_string())
 }
 
-async fn take(
+/// Take one backup (`kind`: scheduled, manual, safety) from the best member.
+pub async fn take(
     api: &dyn MemberApi,
     v: &Validated,
     b: &Backups,
     spec: &BackupSpec,
     reports: &[MemberReport],
     now: DateTime<Utc>,
-    manual: bool,
+    kind: &str,
 ) -> Result<BackupRecord, String> {
     let started = std::time::Instant::now();
     let m = pick_member(reports).ok_or("no healthy member to take a snapshot from")?;
@@ -241,7 +248,7 @@ async fn take(
         .snapshot(&url)
         .await
         .map_err(|e| format!("snapshot from {member}: {e}"))?;
-    let name = backup_name(&v.name, now, manual);
+    let name = backup_name(&v.name, now, kind);
     let src = Source {
         chunks: snap.chunks,
         cluster_id: format!("{:x}", status.cluster_id),

@@ -41,6 +41,8 @@ pub struct World {
     pub lost: BTreeSet<i32>,
     /// Ordinals snapshots were taken from.
     pub snapshots: Vec<i32>,
+    /// The cluster id the members report.
+    pub cluster_id: u64,
     next_id: u64,
     rv: u64,
 }
@@ -116,6 +118,27 @@ impl World {
                 continue;
             }
             if !self.objects.contains_key(&path) {
+                let restores = sts["spec"]["template"]["spec"]["initContainers"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["name"] == "restore"));
+                if k == 0 && restores {
+                    // The first member starts from the backup: a new cluster of one.
+                    self.cluster_id += 1;
+                    self.next_id += 0x100;
+                    self.members = vec![FakeMember {
+                        id: self.next_id,
+                        ordinal: 0,
+                        learner: false,
+                        name: format!("{NAME}-0"),
+                    }];
+                    self.leader = self.next_id;
+                }
+                let claim =
+                    format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-{NAME}-{k}");
+                self.objects.entry(claim).or_insert_with(|| {
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                           "metadata": {"name": format!("data-{NAME}-{k}"), "namespace": NS}})
+                });
                 self.objects.insert(
                     path.clone(),
                     json!({
@@ -170,7 +193,7 @@ impl World {
             if let Some(o) = self.objects.get(path) {
                 return (StatusCode::OK, o.clone());
             }
-            if path.ends_with("/pods") {
+            if path.ends_with("/pods") || path.ends_with("/persistentvolumeclaims") {
                 let prefix = format!("{path}/");
                 let items: Vec<Value> = self
                     .objects
@@ -278,6 +301,7 @@ impl MemberApi for FakeMembers {
         if w.members.is_empty() && o == 0 {
             // Member 0 bootstraps the cluster.
             w.next_id = 0x100;
+            w.cluster_id = 0xc1;
             w.members.push(FakeMember {
                 id: 0x100,
                 ordinal: 0,
@@ -294,7 +318,7 @@ impl MemberApi for FakeMembers {
             .ok_or_else(|| CallError::Unreachable("not a member yet".into()))?;
         Ok(StatusReport {
             id: m.id,
-            cluster_id: 0xc1,
+            cluster_id: w.cluster_id,
             leader: w.leader,
             raft_index: 10,
             raft_term: 2,

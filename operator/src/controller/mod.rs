@@ -7,6 +7,7 @@ pub mod member_api;
 pub mod members;
 pub mod observe;
 pub mod reconcile;
+pub mod restore;
 pub mod status;
 pub mod validate;
 

@@ -105,7 +105,30 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         .collect();
     let api = &*ctx.members;
     let (observed, reports) = observe(api, &v, slots, facts).await;
-    let step = next_step(&observed);
+    let now = chrono::Utc::now();
+    let restore = super::restore::run(
+        ctx,
+        kvc,
+        &v,
+        kvc.spec.backup.as_ref(),
+        &observed,
+        &reports,
+        &pods,
+        now,
+    )
+    .await;
+    if let Some(r) = &restore {
+        for (warning, reason, note) in &r.events {
+            event(ctx, kvc, *warning, reason, note.clone()).await;
+        }
+    }
+    // While a restore stops and restarts the members, membership changes wait for it.
+    let restore_drives = restore.as_ref().is_some_and(|r| r.slots.is_some());
+    let step = if restore_drives {
+        Step::Wait("a restore is in progress")
+    } else {
+        next_step(&observed)
+    };
     let mut plan = MemberPlan {
         slots,
         bootstrapped: observed.bootstrapped,
@@ -114,13 +137,22 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             .iter()
             .map(|m| v.member(m.ordinal))
             .collect(),
+        traffic_stopped: restore.as_ref().is_some_and(|r| r.traffic_stopped),
+        ..Default::default()
     };
+    if let Some(r) = &restore
+        && let Some(n) = r.slots
+    {
+        plan.slots = n;
+        plan.bootstrapped = true;
+        plan.members = Vec::new();
+        plan.restore = r.init.clone();
+    }
     match &step {
         Step::Bootstrap => {
             plan = MemberPlan {
                 slots: 1,
-                bootstrapped: false,
-                members: vec![],
+                ..Default::default()
             };
             event(
                 ctx,
@@ -214,6 +246,13 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         &step,
     );
     let mut st = st;
+    if let Some(r) = restore {
+        let running = !matches!(r.status.phase.as_str(), "Complete" | "Failed");
+        if running {
+            st.phase = Some("Restoring".into());
+        }
+        st.restore = Some(r.status);
+    }
     let mut requeue = match step {
         Step::Done => Duration::from_secs(30),
         _ => Duration::from_secs(2),

@@ -380,3 +380,131 @@ async fn a_due_scheduled_backup_runs_once_and_failures_turn_backup_ready_false()
     reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
     assert_eq!(h.world.lock().unwrap().snapshots.len(), 1);
 }
+
+/// A backup in a Filesystem store, taken through a trigger.
+async fn backed_up(h: &Harness, dir: &std::path::Path) {
+    let path = dir.display().to_string();
+    h.edit(|k| {
+        k["spec"]["backup"] = json!({
+            "store": {"provider": "Filesystem", "path": path},
+            "trigger": "before-restore",
+        })
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    assert!(backup_status(h).last_successful.is_some());
+}
+
+fn restore_status(h: &Harness) -> kv_crds::v1alpha1::RestoreStatus {
+    h.kvc().status.unwrap().restore.expect("status.restore")
+}
+
+#[tokio::test]
+async fn a_restore_request_replaces_the_cluster_once_and_records_each_phase() {
+    let h = Harness::new(3);
+    h.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    backed_up(&h, dir.path()).await;
+    h.calls();
+    let old_cluster = h.kvc().status.unwrap().cluster_id.unwrap();
+    h.edit(|k| {
+        k["spec"]["restore"] =
+            json!({"requestId": "r1", "source": "latest", "acknowledgeDataLoss": true})
+    });
+    let mut phases = Vec::new();
+    for _ in 0..40 {
+        reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+        let p = restore_status(&h).phase;
+        if phases.last() != Some(&p) {
+            phases.push(p.clone());
+        }
+        if p == "Complete" || p == "Failed" {
+            break;
+        }
+    }
+    let st = restore_status(&h);
+    assert_eq!(st.phase, "Complete", "phases {phases:?}: {:?}", st.message);
+    assert_eq!(st.restored_revision, Some(77));
+    assert!(
+        st.safety_backup
+            .as_deref()
+            .is_some_and(|u| u.contains("-safety"))
+    );
+    assert_eq!(
+        st.previous_cluster_id.as_deref(),
+        Some(old_cluster.as_str())
+    );
+    assert_ne!(
+        st.cluster_id.as_deref(),
+        Some(old_cluster.as_str()),
+        "a new cluster id"
+    );
+    assert!(st.started_at.is_some() && st.finished_at.is_some());
+    assert!(
+        phases.contains(&"StoppingMembers".to_string()),
+        "{phases:?}"
+    );
+    // The members came back one at a time into the new cluster; clients are let in again.
+    assert_eq!(
+        h.calls(),
+        ["add_learner 1", "promote 1", "add_learner 2", "promote 2"]
+    );
+    {
+        let w = h.world.lock().unwrap();
+        let svc = &w.objects[&format!("/api/v1/namespaces/{}/services/demo", fake::NS)];
+        assert!(
+            svc["spec"]["selector"]
+                .get(crate::controller::build::service::TRAFFIC_STOPPED)
+                .is_none(),
+            "client traffic resumed: {}",
+            svc["spec"]["selector"]
+        );
+        let init = &w.objects[&sts_path()]["spec"]["template"]["spec"]["initContainers"];
+        assert!(
+            init.is_null(),
+            "the restore step is gone from the template: {init}"
+        );
+    }
+    h.settle().await;
+    // The same request again does nothing.
+    let snapshots = h.world.lock().unwrap().snapshots.len();
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    assert_eq!(restore_status(&h).finished_at, st.finished_at);
+    assert_eq!(h.world.lock().unwrap().snapshots.len(), snapshots);
+    assert!(h.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_damaged_backup_is_refused_and_the_cluster_left_as_it_was() {
+    let h = Harness::new(3);
+    h.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    backed_up(&h, dir.path()).await;
+    let name = backup_status(&h).last_successful.unwrap().name;
+    let object = dir.path().join(format!("db/demo/{name}.snap.zst"));
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&object, bytes).unwrap();
+    let before = h.world.lock().unwrap().requests.len();
+    h.edit(|k| {
+        k["spec"]["restore"] =
+            json!({"requestId": "r2", "source": name, "acknowledgeDataLoss": true})
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    let st = restore_status(&h);
+    assert_eq!(st.phase, "Failed");
+    let why = st.message.unwrap();
+    assert!(
+        why.contains("nothing was changed") && why.contains("damaged"),
+        "{why}"
+    );
+    let w = h.world.lock().unwrap();
+    assert!(
+        !w.requests[before..]
+            .iter()
+            .any(|r| r.contains("/pods/") || r.contains("persistentvolumeclaims")),
+        "{:?}",
+        &w.requests[before..]
+    );
+    assert_eq!(w.objects[&sts_path()]["spec"]["replicas"], 3);
+    assert!(w.events.iter().any(|e| e == "RestoreFailed"));
+}

@@ -2,6 +2,7 @@
 //! membership plan. No client, no I/O: golden-tested from fixtures.
 
 pub mod pdb;
+pub mod restore;
 pub mod service;
 pub mod statefulset;
 
@@ -15,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::validate::Validated;
 
 /// How many member slots exist and how members find the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MemberPlan {
     /// Pods the StatefulSet runs (ordinals `0..slots`).
     pub slots: i32,
@@ -24,6 +25,10 @@ pub struct MemberPlan {
     pub bootstrapped: bool,
     /// Members in the cluster now (pod names), the peers a joining member asks.
     pub members: Vec<String>,
+    /// A restore in progress: the first member starts from this backup.
+    pub restore: Option<restore::RestoreInit>,
+    /// Client traffic is stopped (the client Service selects no pod).
+    pub traffic_stopped: bool,
 }
 
 /// Every object of a cluster, built and ready to apply.
@@ -43,7 +48,7 @@ pub struct Built {
 pub fn build(v: &Validated, plan: &MemberPlan) -> Built {
     Built {
         peer_service: service::peer(v),
-        client_service: service::client(v),
+        client_service: service::client(v, plan.traffic_stopped),
         statefulset: statefulset::statefulset(v, plan),
         pdb: pdb::pdb(v, plan),
     }
@@ -134,6 +139,7 @@ pub(crate) mod tests {
             slots: 1,
             bootstrapped: false,
             members: vec![],
+            ..Default::default()
         };
         golden("minimal-bootstrap", &build(&v, &plan));
     }
@@ -145,6 +151,7 @@ pub(crate) mod tests {
             slots: 3,
             bootstrapped: true,
             members: vec!["demo-0".into(), "demo-1".into(), "demo-2".into()],
+            ..Default::default()
         };
         golden("minimal-running", &build(&v, &plan));
     }
@@ -157,6 +164,7 @@ pub(crate) mod tests {
             slots: 5,
             bootstrapped: true,
             members,
+            ..Default::default()
         };
         golden("production", &build(&v, &plan));
     }
@@ -180,11 +188,13 @@ pub(crate) mod tests {
             slots: 1,
             bootstrapped: false,
             members: vec![],
+            ..Default::default()
         };
         let after = MemberPlan {
             slots: 3,
             bootstrapped: true,
             members: vec!["demo-0".into(), "demo-1".into()],
+            ..Default::default()
         };
         let h = annotation(&v, &before);
         assert_eq!(h, annotation(&v, &after), "scaling must not roll members");

@@ -32,8 +32,11 @@ pub fn peer(v: &Validated) -> Service {
     }
 }
 
-/// The client Service (etcd clients point here).
-pub fn client(v: &Validated) -> Service {
+/// A label no pod has: the client Service selects it while client traffic is stopped.
+pub const TRAFFIC_STOPPED: &str = "kvstore.io/traffic-stopped";
+
+/// The client Service (etcd clients point here); while `stopped` it selects no pod.
+pub fn client(v: &Validated, stopped: bool) -> Service {
     let mut m = meta(v, &v.client_service);
     if !v.spec.service.annotations.is_empty() {
         m.annotations = Some(v.spec.service.annotations.clone());
@@ -47,7 +50,13 @@ pub fn client(v: &Validated) -> Service {
         metadata: m,
         spec: Some(ServiceSpec {
             type_: Some(type_.into()),
-            selector: Some(v.selector.clone()),
+            selector: Some({
+                let mut s = v.selector.clone();
+                if stopped {
+                    s.insert(TRAFFIC_STOPPED.into(), "true".into());
+                }
+                s
+            }),
             ports: Some(vec![port("client", CLIENT_PORT)]),
             ..Default::default()
         }),

@@ -11,9 +11,10 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    HostPathVolumeSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -217,6 +218,7 @@ pub fn template_hash(v: &Validated) -> String {
         slots: 0,
         bootstrapped: true,
         members: Vec::new(),
+        ..Default::default()
     };
     let t = pod_template(v, &canonical);
     let bytes = serde_json::to_vec(&t).expect("a pod template serializes");
@@ -226,7 +228,25 @@ pub fn template_hash(v: &Validated) -> String {
 fn pod_template(v: &Validated, plan: &MemberPlan) -> PodTemplateSpec {
     let mut pod_labels: BTreeMap<String, String> = v.spec.pod.labels.clone();
     pod_labels.extend(labels(v));
+    let init: Vec<Container> = plan
+        .restore
+        .iter()
+        .map(|r| super::restore::init_container(v, r))
+        .collect();
+    let store_volume = plan.restore.as_ref().and_then(|r| {
+        let path = r.store.path.as_ref()?;
+        (r.store.provider == kv_crds::v1alpha1::StoreProvider::Filesystem).then(|| Volume {
+            name: "backup-store".into(),
+            host_path: Some(HostPathVolumeSource {
+                path: path.clone(),
+                type_: Some("Directory".into()),
+            }),
+            ..Default::default()
+        })
+    });
     let pod = PodSpec {
+        init_containers: (!init.is_empty()).then_some(init),
+        volumes: store_volume.map(|v| vec![v]),
         containers: vec![container(v, plan)],
         affinity: affinity(v),
         node_selector: (!v.spec.pod.node_selector.is_empty())

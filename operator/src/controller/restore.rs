@@ -1,0 +1,306 @@
+//! The restore step of a reconcile: acts on a new `spec.restore.requestId` once, driving the
+//! state machine of [`crate::backup::restore`] one action per round, and records every phase
+//! in `status.restore`. While a restore runs, membership changes wait; the plan it returns
+//! says how many pods run, whether client traffic is stopped, and what the first member
+//! restores.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams};
+use kv_crds::v1alpha1::{BackupSpec, KVCluster, RestoreStatus};
+
+use super::backup::{open, take};
+use super::build::restore::RestoreInit;
+use super::build::service::TRAFFIC_STOPPED;
+use super::members::Observed as MembersObserved;
+use super::observe::MemberReport;
+use super::validate::Validated;
+use crate::backup::objects::Backups;
+use crate::backup::restore::{Action, Observed, Phase, advance};
+use crate::backup::upload::verify;
+use crate::context::Context;
+
+/// What the rest of the reconcile does during a restore.
+pub struct RestoreRound {
+    /// The new `status.restore`.
+    pub status: RestoreStatus,
+    /// Pods to run, when the restore decides (`None`: the membership machinery decides).
+    pub slots: Option<i32>,
+    /// Keep client traffic stopped.
+    pub traffic_stopped: bool,
+    /// The first member restores this.
+    pub init: Option<RestoreInit>,
+    /// Events: warning, reason, note.
+    pub events: Vec<(bool, &'static str, String)>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Resolve a source (a name, `latest`, or a URI in the store) and check it end to end.
+pub async fn resolve(b: &Backups, source: &str) -> Result<(String, String, i64), String> {
+    let name = if source == "latest" {
+        latest(b).await?
+    } else {
+        b.name_of(source).ok_or_else(|| {
+            format!(
+                "source {source:?} is neither a backup name, latest, nor a URI under {}",
+                b.base_uri
+            )
+        })?
+    };
+    let meta = verify(b, &name).await.map_err(|e| e.to_string())?;
+    Ok((b.uri(&meta.object), meta.sha256, meta.revision))
+}
+
+async fn latest(b: &Backups) -> Result<String, String> {
+    use futures::StreamExt;
+    let prefix = object_store::path::Path::from(b.prefix.clone());
+    let mut list = b.store.list(Some(&prefix));
+    let mut best: Option<(DateTime<Utc>, String)> = None;
+    while let Some(o) = list.next().await {
+        let o = o.map_err(|e| e.to_string())?;
+        let Some(file) = o.location.filename() else {
+            continue;
+        };
+        if let (Some(name), true) = (b.name_of(file), file.ends_with(".json"))
+            && best.as_ref().is_none_or(|(t, _)| o.last_modified > *t)
+        {
+            best = Some((o.last_modified, name));
+        }
+    }
+    best.map(|(_, n)| n)
+        .ok_or_else(|| format!("no complete backup under {}", b.base_uri))
+}
+
+fn restore_failed_code(pods: &[Pod], first: &str) -> Option<String> {
+    let p = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(first))?;
+    let s = p.status.as_ref()?.init_container_statuses.as_ref()?;
+    let c = s.iter().find(|c| c.name == "restore")?;
+    [c.state.as_ref(), c.last_state.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|st| st.terminated.as_ref())
+        .find(|t| t.exit_code == kvstore::cli::fetch::EXIT_SOURCE_REFUSED as i32)
+        .map(|t| {
+            t.message
+                .clone()
+                .unwrap_or_else(|| "the backup was refused by the restore step".into())
+        })
+}
+
+/// Run the restore step, if a restore is asked for and not finished.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    ctx: &Context,
+    kvc: &KVCluster,
+    v: &Validated,
+    backup: Option<&BackupSpec>,
+    o: &MembersObserved,
+    reports: &[MemberReport],
+    pods: &[Pod],
+    now: DateTime<Utc>,
+) -> Option<RestoreRound> {
+    let spec = kvc.spec.restore.as_ref()?;
+    let req = spec.request_id.clone()?;
+    let prev = kvc.status.as_ref().and_then(|s| s.restore.clone());
+    let mut events = Vec::new();
+    let mut st = match prev {
+        Some(p) if p.request_id == req => {
+            if matches!(
+                Phase::parse(&p.phase),
+                Some(Phase::Complete | Phase::Failed)
+            ) {
+                return None;
+            }
+            p
+        }
+        _ => {
+            events.push((false, "RestoreStarted", format!("restore {req} started")));
+            RestoreStatus {
+                request_id: req.clone(),
+                phase: Phase::Verifying.name().into(),
+                started_at: Some(ts(now)),
+                previous_cluster_id: reports
+                    .iter()
+                    .map(|r| r.cluster_id)
+                    .find(|c| *c != 0)
+                    .map(|c| format!("{c:x}")),
+                ..Default::default()
+            }
+        }
+    };
+    let phase = Phase::parse(&st.phase).unwrap_or(Phase::Verifying);
+    let fail = |st: &mut RestoreStatus, events: &mut Vec<_>, why: String| {
+        st.phase = Phase::Failed.name().into();
+        st.finished_at = Some(ts(now));
+        st.message = Some(why.clone());
+        events.push((true, "RestoreFailed", why));
+    };
+    let Some(backup) = backup else {
+        fail(
+            &mut st,
+            &mut events,
+            "spec.restore needs spec.backup.store to read the backup from".into(),
+        );
+        return Some(round(st, None, false, None, events));
+    };
+    let b = match open(ctx, v, backup).await {
+        Ok(b) => b,
+        Err(why) => {
+            fail(
+                &mut st,
+                &mut events,
+                format!("the backup store cannot be used: {why}"),
+            );
+            return Some(round(st, None, false, None, events));
+        }
+    };
+    let client_svc: Api<Service> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let traffic_stopped = client_svc
+        .get_opt(&v.client_service)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.spec?.selector)
+        .is_some_and(|s| s.contains_key(TRAFFIC_STOPPED));
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let other_claims: Vec<String> = pvcs
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .filter(|n| {
+            n.strip_prefix(&format!("data-{}-", v.name))
+                .and_then(|k| k.parse::<i32>().ok())
+                .is_some_and(|k| k >= 1)
+        })
+        .collect();
+    let previous = st.previous_cluster_id.clone();
+    let first = v.member(0);
+    let mut obs = Observed {
+        verified: None,
+        safety_wanted: spec.safety_backup,
+        safety_backup: st.safety_backup.clone(),
+        traffic_stopped,
+        pods: pods.len() as i32,
+        other_volumes: other_claims.len() as i32,
+        first_restored: reports.iter().any(|r| {
+            r.ordinal == 0 && r.cluster_id != 0 && Some(format!("{:x}", r.cluster_id)) != previous
+        }),
+        first_failed: restore_failed_code(pods, &first),
+        voters: o.members.iter().filter(|m| !m.learner).count() as i32,
+        desired: v.spec.replicas,
+    };
+    if phase == Phase::Verifying {
+        let source = spec.source.clone().unwrap_or_else(|| "latest".into());
+        match resolve(&b, &source).await {
+            Ok((uri, sha, rev)) => {
+                st.source = Some(uri);
+                st.sha256 = Some(sha);
+                st.restored_revision = Some(rev);
+                obs.verified = Some(Ok(()));
+            }
+            Err(why) => obs.verified = Some(Err(why)),
+        }
+    }
+    if phase <= Phase::SafetyBackup
+        && obs.safety_wanted
+        && obs.safety_backup.is_none()
+        && obs.verified.as_ref().is_none_or(|r| r.is_ok())
+    {
+        match take(&*ctx.members, v, &b, backup, reports, now, "safety").await {
+            Ok(rec) => {
+                st.safety_backup = Some(rec.uri.clone());
+                obs.safety_backup = Some(rec.uri);
+            }
+            Err(why) => {
+                fail(
+                    &mut st,
+                    &mut events,
+                    format!("the safety backup failed, nothing was changed: {why}"),
+                );
+                return Some(round(st, None, false, None, events));
+            }
+        }
+    }
+    let (next, action, why) = advance(phase, &obs);
+    st.phase = next.name().into();
+    if let Some(why) = why {
+        fail(&mut st, &mut events, why);
+        return Some(round(st, None, traffic_stopped, None, events));
+    }
+    if next != phase {
+        events.push((
+            false,
+            "RestoreProgress",
+            format!("restore {req}: {}", next.name()),
+        ));
+    }
+    if action == Action::DeleteOtherVolumes {
+        for name in &other_claims {
+            if let Err(e) = pvcs.delete(name, &DeleteParams::default()).await {
+                tracing::warn!(pvc = %name, error = %e, "deleting a member volume failed");
+            }
+        }
+    }
+    let init = (next == Phase::Starting).then(|| RestoreInit {
+        uri: st.source.clone().unwrap_or_default(),
+        sha256: st.sha256.clone().unwrap_or_default(),
+        marker: format!("restore-{req}"),
+        token: format!("{}-{req}", v.token),
+        store: backup.store.clone(),
+    });
+    let slots = match next {
+        Phase::StoppingMembers | Phase::Restoring => Some(0),
+        Phase::Starting => Some(1),
+        _ => None,
+    };
+    let stopped = matches!(
+        next,
+        Phase::StoppingTraffic
+            | Phase::StoppingMembers
+            | Phase::Restoring
+            | Phase::Starting
+            | Phase::AddingMembers
+    );
+    if next == Phase::Complete {
+        st.finished_at = Some(ts(now));
+        st.cluster_id = reports
+            .iter()
+            .find(|r| r.ordinal == 0)
+            .map(|r| format!("{:x}", r.cluster_id));
+        st.message = Some(format!(
+            "restored revision {} from {}",
+            st.restored_revision.unwrap_or_default(),
+            st.source.clone().unwrap_or_default()
+        ));
+        events.push((
+            false,
+            "RestoreComplete",
+            st.message.clone().unwrap_or_default(),
+        ));
+    }
+    Some(round(st, slots, stopped, init, events))
+}
+
+fn round(
+    status: RestoreStatus,
+    slots: Option<i32>,
+    traffic_stopped: bool,
+    init: Option<RestoreInit>,
+    events: Vec<(bool, &'static str, String)>,
+) -> RestoreRound {
+    RestoreRound {
+        status,
+        slots,
+        traffic_stopped,
+        init,
+        events,
+    }
+}
