@@ -122,10 +122,60 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             event(ctx, kvc, *warning, reason, note.clone()).await;
         }
     }
+    // A new cluster that starts from a backup: its first member restores it.
+    let mut boot_status = None;
+    let mut boot_init = None;
+    if !observed.bootstrapped
+        && let Some(b) = super::restore::bootstrap(ctx, kvc, &v, now).await
+    {
+        match b {
+            Ok((init, st)) => {
+                boot_init = Some(init);
+                boot_status = Some(st);
+            }
+            Err(st) => {
+                let why = st.message.clone().unwrap_or_default();
+                if kvc.status.as_ref().and_then(|s| s.restore.as_ref()) != Some(&st) {
+                    event(ctx, kvc, true, "RestoreFailed", why).await;
+                }
+                boot_status = Some(st);
+            }
+        }
+    } else if observed.bootstrapped
+        && let Some(mut st) = kvc
+            .status
+            .as_ref()
+            .and_then(|s| s.restore.clone())
+            .filter(|r| r.request_id == super::restore::BOOTSTRAP && r.phase == "Starting")
+    {
+        st.phase = "Complete".into();
+        st.finished_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        st.cluster_id = reports
+            .iter()
+            .map(|r| r.cluster_id)
+            .find(|c| *c != 0)
+            .map(|c| format!("{c:x}"));
+        st.message = Some(format!(
+            "started from {}",
+            st.source.clone().unwrap_or_default()
+        ));
+        event(
+            ctx,
+            kvc,
+            false,
+            "RestoreComplete",
+            st.message.clone().unwrap_or_default(),
+        )
+        .await;
+        boot_status = Some(st);
+    }
+    let boot_refused = boot_status.as_ref().is_some_and(|s| s.phase == "Failed");
     // While a restore stops and restarts the members, membership changes wait for it.
     let restore_drives = restore.as_ref().is_some_and(|r| r.slots.is_some());
     let step = if restore_drives {
         Step::Wait("a restore is in progress")
+    } else if boot_refused {
+        Step::Wait("the backup to start from was refused")
     } else {
         next_step(&observed)
     };
@@ -140,6 +190,9 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         traffic_stopped: restore.as_ref().is_some_and(|r| r.traffic_stopped),
         ..Default::default()
     };
+    if !observed.bootstrapped {
+        plan.restore = boot_init.clone();
+    }
     if let Some(r) = &restore
         && let Some(n) = r.slots
     {
@@ -152,6 +205,7 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         Step::Bootstrap => {
             plan = MemberPlan {
                 slots: 1,
+                restore: boot_init.clone(),
                 ..Default::default()
             };
             event(
@@ -246,6 +300,9 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         &step,
     );
     let mut st = st;
+    if let Some(b) = boot_status {
+        st.restore = Some(b);
+    }
     if let Some(r) = restore {
         let running = !matches!(r.status.phase.as_str(), "Complete" | "Failed");
         if running {

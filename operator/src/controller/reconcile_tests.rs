@@ -508,3 +508,58 @@ async fn a_damaged_backup_is_refused_and_the_cluster_left_as_it_was() {
     assert_eq!(w.objects[&sts_path()]["spec"]["replicas"], 3);
     assert!(w.events.iter().any(|e| e == "RestoreFailed"));
 }
+
+#[tokio::test]
+async fn a_new_cluster_starts_from_a_backup_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Harness::new(1);
+    source.settle().await;
+    backed_up(&source, dir.path()).await;
+    let path = dir.path().display().to_string();
+
+    // No backup under this prefix: refused, nothing starts.
+    let empty = Harness::new(3);
+    empty.edit(|k| {
+        k["spec"]["backup"] =
+            json!({"store": {"provider": "Filesystem", "path": path, "prefix": "nothing/here"}});
+        k["spec"]["bootstrap"] = json!({"fromBackup": "latest"});
+    });
+    reconcile(Arc::new(empty.kvc()), empty.ctx.clone())
+        .await
+        .unwrap();
+    let st = restore_status(&empty);
+    assert_eq!(st.phase, "Failed");
+    assert!(st.message.unwrap().contains("no complete backup"));
+    assert!(
+        !empty
+            .world
+            .lock()
+            .unwrap()
+            .objects
+            .contains_key(&pod_path(0))
+    );
+
+    // The source cluster's backup: member 0 restores it, the others join.
+    let h = Harness::new(3);
+    h.edit(|k| {
+        k["spec"]["backup"] = json!({"store": {"provider": "Filesystem", "path": path}});
+        k["spec"]["bootstrap"] = json!({"fromBackup": "latest"});
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    {
+        let w = h.world.lock().unwrap();
+        let init = &w.objects[&sts_path()]["spec"]["template"]["spec"]["initContainers"][0];
+        assert_eq!(init["name"], "restore", "{init}");
+        assert!(init["args"].to_string().contains("--only-for=demo-0"));
+    }
+    h.settle().await;
+    let st = restore_status(&h);
+    assert_eq!(
+        (st.request_id.as_str(), st.phase.as_str()),
+        ("bootstrap", "Complete")
+    );
+    assert_eq!(st.restored_revision, Some(77));
+    assert_eq!(h.kvc().status.unwrap().voters, 3);
+    let w = h.world.lock().unwrap();
+    assert!(w.objects[&sts_path()]["spec"]["template"]["spec"]["initContainers"].is_null());
+}

@@ -304,3 +304,71 @@ fn round(
         events,
     }
 }
+
+/// The request id recorded for a cluster started from a backup.
+pub const BOOTSTRAP: &str = "bootstrap";
+
+/// For a cluster not bootstrapped yet whose spec says `bootstrap.fromBackup`: what its first
+/// member restores (resolved and verified once, then taken from `status.restore`), or the
+/// status saying why it cannot start.
+pub async fn bootstrap(
+    ctx: &Context,
+    kvc: &KVCluster,
+    v: &Validated,
+    now: DateTime<Utc>,
+) -> Option<Result<(RestoreInit, RestoreStatus), RestoreStatus>> {
+    let source = kvc.spec.bootstrap.as_ref()?.from_backup.clone()?;
+    let prev = kvc
+        .status
+        .as_ref()
+        .and_then(|s| s.restore.clone())
+        .filter(|r| r.request_id == BOOTSTRAP);
+    let mut st = prev.clone().unwrap_or_else(|| RestoreStatus {
+        request_id: BOOTSTRAP.into(),
+        phase: Phase::Verifying.name().into(),
+        started_at: Some(ts(now)),
+        ..Default::default()
+    });
+    let failed = |mut st: RestoreStatus, why: String| {
+        st.phase = Phase::Failed.name().into();
+        st.message = Some(why);
+        st.finished_at = Some(ts(now));
+        Some(Err(st))
+    };
+    let Some(backup) = kvc.spec.backup.as_ref() else {
+        return failed(st, "bootstrap.fromBackup needs spec.backup.store".into());
+    };
+    let resolved = match (&prev, &st.source, &st.sha256) {
+        (Some(p), Some(uri), Some(sha)) if p.phase != Phase::Failed.name() => {
+            Ok((uri.clone(), sha.clone()))
+        }
+        _ => match open(ctx, v, backup).await {
+            Err(why) => Err(format!("the backup store cannot be used: {why}")),
+            Ok(b) => resolve(&b, &source).await.map(|(uri, sha, rev)| {
+                st.restored_revision = Some(rev);
+                (uri, sha)
+            }),
+        },
+    };
+    match resolved {
+        Err(why) => failed(
+            st,
+            format!("the cluster does not start: its backup was refused: {why}"),
+        ),
+        Ok((uri, sha)) => {
+            st.source = Some(uri.clone());
+            st.sha256 = Some(sha.clone());
+            st.phase = Phase::Starting.name().into();
+            st.message = None;
+            st.finished_at = None;
+            let init = RestoreInit {
+                uri,
+                sha256: sha,
+                marker: BOOTSTRAP.into(),
+                token: v.token.clone(),
+                store: backup.store.clone(),
+            };
+            Some(Ok((init, st)))
+        }
+    }
+}
