@@ -15,6 +15,7 @@ use crate::error::EtcdError;
 use crate::ids;
 use crate::pb::{Member, ResponseHeader};
 use crate::raft::network::{ClusterInfo, MemberOp, Peers};
+use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SmShared;
 use crate::raft::typ::{CheckIsLeaderError, RaftMetrics};
 use crate::raft::{Command, CommandResponse, PeerNode, Raft};
@@ -49,6 +50,8 @@ pub struct Node {
     /// Run-time settings.
     pub settings: NodeSettings,
     reads: mpsc::UnboundedSender<ReadWaiter>,
+    /// Submits this member's proposals to Raft, batching those that wait together.
+    proposer: Proposer,
     /// Lease deadlines, while leader.
     pub(crate) lessor: crate::lessor::Lessor,
 }
@@ -65,9 +68,11 @@ impl Node {
         settings: NodeSettings,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::unbounded_channel();
+        let proposer = Proposer::start(raft.clone());
         let node = Arc::new(Node {
             id,
             cluster_id,
+            proposer,
             raft,
             sm,
             peers,
@@ -136,8 +141,8 @@ impl Node {
     async fn propose_inner(&self, cmd: Command) -> Result<CommandResponse, EtcdError> {
         let deadline = Instant::now() + self.settings.request_timeout;
         loop {
-            match self.raft.client_write(cmd.clone()).await {
-                Ok(resp) => return Ok(resp.data),
+            match self.proposer.write(cmd.clone()).await {
+                Ok(resp) => return Ok(resp),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(url) = f.leader_node.and_then(|n| n.peer_urls.first().cloned()) {
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -180,8 +185,8 @@ impl Node {
 
     /// Propose as the leader only (used by the peer service for forwarded writes).
     pub async fn propose_local(&self, cmd: Command) -> Result<CommandResponse, EtcdError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
+        match self.proposer.write(cmd).await {
+            Ok(resp) => Ok(resp),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(EtcdError::NotLeader)
             }

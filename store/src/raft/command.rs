@@ -64,6 +64,22 @@ pub enum Command {
         /// Member id.
         id: u64,
     },
+    /// Requests proposed together (see [`super::proposer`]): applied in order, each as its own
+    /// request with its own revision. Never nested.
+    Batch(Vec<Command>),
+}
+
+impl Command {
+    /// Roughly its encoded size in bytes, without encoding it (keys and values dominate).
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Command::Put(p) => 16 + p.key.len() + p.value.len(),
+            Command::DeleteRange(d) => 16 + d.key.len() + d.range_end.len(),
+            Command::Txn(t) => prost::Message::encoded_len(t),
+            Command::Batch(cmds) => cmds.iter().map(Command::approx_size).sum(),
+            _ => 64,
+        }
+    }
 }
 
 /// What applying a command returned.
@@ -86,4 +102,6 @@ pub enum CommandResponse {
     Failed(EtcdError),
     /// Blank and membership entries.
     Empty,
+    /// A batch: one response per request, in order.
+    Batch(Vec<CommandResponse>),
 }

@@ -21,7 +21,7 @@ use super::command::{Command, CommandResponse};
 use super::snapshot::{clear_tables, load_records, read_header, write_snapshot};
 use super::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use super::{TypeConfig, sto_err};
-use crate::error::{Error, Result};
+use crate::error::{Error, EtcdError, Result};
 use crate::mvcc::read::Revs;
 use crate::mvcc::tables::*;
 use crate::mvcc::write::Store;
@@ -423,6 +423,18 @@ fn apply_command(
     cmd: Command,
 ) -> Result<CommandResponse> {
     let res = match cmd {
+        Command::Batch(cmds) => {
+            let mut out = Vec::with_capacity(cmds.len());
+            for cmd in cmds {
+                out.push(match cmd {
+                    Command::Batch(_) => CommandResponse::Failed(EtcdError::Internal(
+                        "nested batch of requests".into(),
+                    )),
+                    cmd => apply_command(store, txn, cmd)?,
+                });
+            }
+            return Ok(CommandResponse::Batch(out));
+        }
         Command::Put(p) => store.put(&p).map(CommandResponse::Put),
         Command::DeleteRange(d) => store.delete_range(&d).map(CommandResponse::DeleteRange),
         Command::Txn(t) => store.txn(&t).map(CommandResponse::Txn),
