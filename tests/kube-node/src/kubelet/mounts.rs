@@ -44,12 +44,20 @@ pub fn prologue(mounts: &[Mount], stage: &Path, hostname: &str, workdir: Option<
                 created.insert(cur.clone());
             }
         }
-        binds.push(format!(
-            "mount --bind {} {}",
-            sh_quote(&m.source.display().to_string()),
-            sh_quote(&cur.display().to_string())
-        ));
+        binds.push((m.source.clone(), cur));
     }
+    // A bind over an ancestor of another mount's source (an emptyDir on /tmp while the
+    // sources live under /tmp) would hide that source: such binds go last.
+    let sources: Vec<PathBuf> = binds.iter().map(|(s, _)| s.clone()).collect();
+    let shadows = |t: &Path| sources.iter().any(|s| s.starts_with(t));
+    binds.sort_by_key(|(_, t)| (shadows(t), t.components().count()));
+    let binds = binds.into_iter().map(|(s, t)| {
+        format!(
+            "mount --bind {} {}",
+            sh_quote(&s.display().to_string()),
+            sh_quote(&t.display().to_string())
+        )
+    });
     let mut out = vec!["set -e".to_string()];
     out.extend(prep);
     out.extend(binds);
@@ -143,6 +151,31 @@ fn mirror(out: &mut Vec<String>, dir: &Path, stage: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binds_that_hide_sources_come_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::create_dir(&a).unwrap();
+        let s = prologue(
+            &[
+                Mount {
+                    source: a.clone(),
+                    target: dir.path().to_path_buf(),
+                },
+                Mount {
+                    source: a.clone(),
+                    target: PathBuf::from("/etc"),
+                },
+            ],
+            &dir.path().join("stage"),
+            "p",
+            None,
+        );
+        let etc = s.find("'/etc'").unwrap();
+        let shadow = s.find(&format!(" '{}'\n", dir.path().display())).unwrap();
+        assert!(etc < shadow, "{s}");
+    }
 
     #[test]
     fn existing_targets_are_bound_directly() {

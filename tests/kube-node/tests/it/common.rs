@@ -52,6 +52,11 @@ pub fn images() -> ImageMap {
 
 impl Env {
     pub async fn start() -> Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with extra images.
+    pub async fn start_with(images_fn: impl FnOnce(&mut ImageMap)) -> Result<Self> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -62,12 +67,14 @@ impl Env {
         let dir = tempfile::tempdir()?;
         let server = ApiServer::start(ServerOptions::new(dir.path().join("api"))).await?;
         let client = server.client().await?;
+        let mut images = images();
+        images_fn(&mut images);
         let mut opts = NodeOptions::new(
             client.clone(),
             dir.path().join("node"),
             server.url(),
             &dir.path().join("api"),
-            images(),
+            images,
         )?;
         opts.backoff_base = Duration::from_millis(500);
         opts.backoff_max = Duration::from_secs(4);
@@ -79,6 +86,29 @@ impl Env {
             server: Some(server),
             dir,
         })
+    }
+
+    /// Prints every pod's status and log tail (for failures).
+    pub async fn dump(&self, namespaces: &[&str]) {
+        for ns in namespaces {
+            let Ok(list) = self.pods(ns).list(&Default::default()).await else {
+                continue;
+            };
+            for p in list.items {
+                let name = kube::ResourceExt::name_any(&p);
+                eprintln!(
+                    "=== pod {ns}/{name}: {:?}",
+                    p.status.map(|s| (s.phase, s.container_statuses))
+                );
+                let logs = self
+                    .pods(ns)
+                    .logs(&name, &Default::default())
+                    .await
+                    .unwrap_or_default();
+                let tail: Vec<&str> = logs.lines().rev().take(20).collect();
+                eprintln!("--- log tail (newest first):\n{}", tail.join("\n"));
+            }
+        }
     }
 
     pub fn node(&self) -> &Node {

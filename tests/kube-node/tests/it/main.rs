@@ -3,5 +3,6 @@
 
 mod common;
 mod kvstore;
+mod operator;
 mod pods;
 mod workloads;
