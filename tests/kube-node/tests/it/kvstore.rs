@@ -141,3 +141,48 @@ async fn kvstore_statefulset_replicates() -> Result<()> {
     env.stop().await;
     r
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_cuts_a_pod_off_and_heals() -> Result<()> {
+    if !can_run() || !kvstore_bin().exists() {
+        return Ok(());
+    }
+    let env = Env::start().await?;
+    let r = async {
+        env.create::<k8s_openapi::api::core::v1::Pod>(
+            "default",
+            r#"
+metadata: {name: solo}
+spec:
+  containers:
+  - name: kvstore
+    image: kvstore
+    args: [--name=solo, --data-dir=/var/lib/kvstore/data, --listen-client-urls=http://0.0.0.0:2379,
+           --advertise-client-urls=http://127.0.0.1:2379, --listen-peer-urls=http://127.0.0.1:2380,
+           --initial-advertise-peer-urls=http://127.0.0.1:2380, --initial-cluster=solo=http://127.0.0.1:2380]
+    readinessProbe: {tcpSocket: {port: 2379}, periodSeconds: 1}
+    volumeMounts: [{name: data, mountPath: /var/lib/kvstore}]
+  volumes: [{name: data, emptyDir: {}}]
+"#,
+        )
+        .await?;
+        env.wait_pod("default", "solo", Duration::from_secs(20), crate::common::ready)
+            .await?;
+        let ip = env.node().pod_ip("default", "solo").context("ip")?;
+        gateway(ip, "/v3/kv/put", &json!({"key": b64("k"), "value": b64("v")})).await?;
+        env.node().partition("default", "solo", true)?;
+        let cut = tokio::time::timeout(
+            Duration::from_millis(500),
+            gateway(ip, "/v3/kv/range", &json!({"key": b64("k")})),
+        )
+        .await;
+        assert!(cut.is_err(), "no answer while partitioned");
+        env.node().partition("default", "solo", false)?;
+        let got = gateway(ip, "/v3/kv/range", &json!({"key": b64("k")})).await?;
+        assert_eq!(got["kvs"][0]["value"], b64("v"));
+        Ok(())
+    }
+    .await;
+    env.stop().await;
+    r
+}

@@ -263,3 +263,73 @@ spec:
     env.stop().await;
     r
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_and_liveness() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::start().await?;
+    let r = async {
+        env.create::<Pod>(
+            "default",
+            r#"
+metadata: {name: inited}
+spec:
+  initContainers:
+  - {name: first, image: sh, command: [sh, -c, 'echo one > /w/steps'],
+     volumeMounts: [{name: w, mountPath: /w}]}
+  - {name: second, image: sh, command: [sh, -c, 'echo two >> /w/steps'],
+     volumeMounts: [{name: w, mountPath: /w}]}
+  containers:
+  - name: main
+    image: sh
+    command: [sh, -c, 'cat /w/steps; sleep 1000']
+    volumeMounts: [{name: w, mountPath: /w}]
+  volumes: [{name: w, emptyDir: {}}]
+"#,
+        )
+        .await?;
+        env.create::<Pod>(
+            "default",
+            r#"
+metadata: {name: live}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: sh
+    command: [sh, -c, 'if [ -f /s/once ]; then rm -f /s/dead; else touch /s/once; sleep 0.5; touch /s/dead; fi; sleep 1000']
+    livenessProbe: {exec: {command: [test, '!', -f, /s/dead]}, periodSeconds: 1, failureThreshold: 1}
+    volumeMounts: [{name: s, mountPath: /s}]
+  volumes: [{name: s, emptyDir: {}}]
+"#,
+        )
+        .await?;
+        let p = env.wait_pod("default", "inited", Duration::from_secs(10), ready).await?;
+        let inits = p.status.unwrap().init_container_statuses.unwrap();
+        assert!(inits.iter().all(|c| c
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)));
+        let logs = env
+            .until("logs", Duration::from_secs(5), || async {
+                let l = env.pods("default").logs("inited", &Default::default()).await?;
+                Ok((!l.is_empty()).then_some(l))
+            })
+            .await?;
+        assert_eq!(logs, "one\ntwo\n");
+        let p = env
+            .wait_pod("default", "live", Duration::from_secs(15), |p| {
+                container_status(p).is_some_and(|c| c.restart_count == 1 && c.ready)
+            })
+            .await?;
+        let last = container_status(&p).unwrap().last_state.clone().unwrap();
+        assert_eq!(last.terminated.unwrap().exit_code, 143, "SIGTERM from the liveness kill");
+        Ok(())
+    }
+    .await;
+    env.stop().await;
+    r
+}
