@@ -81,6 +81,8 @@ pub struct Shared {
     pub claims_in_use: Mutex<HashMap<PathBuf, usize>>,
     /// Set at shutdown: no process starts any more.
     pub closed: AtomicBool,
+    /// Set when the node shuts down: pods stop but their objects stay.
+    pub draining: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -149,6 +151,7 @@ impl Kubelet {
             pids: Mutex::new(HashMap::new()),
             claims_in_use: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         });
         let task = tokio::spawn(run(shared.clone()));
         Kubelet { shared, task }
@@ -190,6 +193,7 @@ impl Kubelet {
 
     /// Stops every pod (SIGTERM, `grace`, SIGKILL) and the loop.
     pub async fn shutdown(&self, grace: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
         self.task.abort();
         let tasks: Vec<JoinHandle<()>> = {
             let mut handles = lock(&self.shared.handles);

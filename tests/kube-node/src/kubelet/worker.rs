@@ -100,10 +100,14 @@ pub async fn run(ctx: Arc<PodCtx>, mut stop: watch::Receiver<Option<Duration>>) 
     }
     let _ = std::fs::remove_dir_all(ctx.shared.cfg.pods_dir.join(&ctx.uid));
     writer.abort();
-    if deleting || stop.borrow().is_some() {
-        if deleting {
-            let _ = write_status(&ctx).await;
-        }
+    // Deleted pods go now; vanished ones are gone already; at node shutdown they stay.
+    if deleting
+        && !ctx
+            .shared
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let _ = write_status(&ctx).await;
         ctx.shared.delete_pod(&ctx.ns, &ctx.name, &ctx.uid).await;
     }
     tracing::info!(pod = %ctx.name, ns = %ctx.ns, "pod stopped");
