@@ -1,5 +1,5 @@
 //! The operator's HTTP endpoints: `/metrics`, `/healthz` (the process serves) and `/readyz`
-//! (the controller runs).
+//! (it reaches the API server; a standby waiting for the leader lease is ready too).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 pub struct HttpState {
     /// The metrics registry.
     pub registry: Arc<Registry>,
-    /// Set once the controller runs.
+    /// Set once the API server answered.
     pub ready: Arc<AtomicBool>,
 }
 
@@ -31,7 +31,7 @@ async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
     if s.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ok\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not leading\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
 }
 

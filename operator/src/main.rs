@@ -33,6 +33,8 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Both ring (kube's TLS) and aws-lc-rs (the object store client's) are linked in: choose.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Cmd::Crd => print!("{}", kv_crds::crd_yaml()),
         Cmd::Run { http } => run(http).await?,
@@ -56,11 +58,14 @@ async fn run(http: String) -> anyhow::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(&http).await?;
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    // Ready once the API server answers: a standby replica waiting for the lease is ready too
+    // (it can take over at once), or a Deployment of two would never be available.
+    client.apiserver_version().await?;
+    ready.store(true, Ordering::Release);
     let mut leading = match (std::env::var("POD_NAMESPACE"), &pod) {
         (Ok(ns), Some(me)) => Some(kv_operator::leader::lead(client, &ns, me).await),
         _ => None,
     };
-    ready.store(true, Ordering::Release);
     tracing::info!("controller starting");
     let controller = kv_operator::controller::reconcile::run(ctx);
     match leading.as_mut() {

@@ -9,6 +9,8 @@ use clap::Parser;
 use kvstore::cli::{Cli, run};
 
 fn main() -> anyhow::Result<ExitCode> {
+    // Both ring and aws-lc-rs are linked in (object store clients): choose one for rustls.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

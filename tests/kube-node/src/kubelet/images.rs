@@ -67,7 +67,8 @@ pub fn image_name(image: &str) -> &str {
 
 /// The command line of a container: `command` replaces the entrypoint (and drops the default
 /// arguments), `args` replaces the default arguments. A command naming the entrypoint's file
-/// (`kvstore`) runs the mapped binary, as the image's PATH would.
+/// (`kvstore`) or another file beside it (`kvctl`, shipped in the same image) runs that
+/// binary, as the image's PATH would.
 pub fn command_line(
     binary: &ImageBinary,
     command: Option<&[String]>,
@@ -79,6 +80,14 @@ pub fn command_line(
             let file = binary.entrypoint.file_name().and_then(|f| f.to_str());
             if !c[0].contains('/') && Some(c[0].as_str()) == file {
                 c[0] = binary.entrypoint.display().to_string();
+            } else if !c[0].contains('/')
+                && let Some(sibling) = binary
+                    .entrypoint
+                    .parent()
+                    .map(|d| d.join(&c[0]))
+                    .filter(|p| p.is_file())
+            {
+                c[0] = sibling.display().to_string();
             }
             c
         }
@@ -113,12 +122,12 @@ mod tests {
 
     #[test]
     fn command_and_args_replace_entrypoint_and_defaults() {
-        let b = ImageBinary::new("/bin/op").with_args(["run"]);
+        let b = ImageBinary::new("/image-bin/op").with_args(["run"]);
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(command_line(&b, None, None), s(&["/bin/op", "run"]));
+        assert_eq!(command_line(&b, None, None), s(&["/image-bin/op", "run"]));
         assert_eq!(
             command_line(&b, None, Some(&s(&["x"]))),
-            s(&["/bin/op", "x"])
+            s(&["/image-bin/op", "x"])
         );
         assert_eq!(
             command_line(&b, Some(&s(&["sh", "-c"])), None),
@@ -126,11 +135,22 @@ mod tests {
         );
         assert_eq!(
             command_line(&b, Some(&s(&["op", "y"])), None),
-            s(&["/bin/op", "y"])
+            s(&["/image-bin/op", "y"])
         );
         assert_eq!(
             command_line(&b, Some(&s(&["sh"])), Some(&s(&["-c", "true"]))),
             s(&["sh", "-c", "true"])
+        );
+        // Another binary of the same image (kvctl beside kvstore) is found beside it.
+        let dir = std::env::temp_dir().join(format!("kube-node-images-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tool"), b"").unwrap();
+        let b = ImageBinary::new(dir.join("op"));
+        let got = command_line(&b, Some(&s(&["tool", "a"])), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            got,
+            vec![dir.join("tool").display().to_string(), "a".into()]
         );
     }
 }

@@ -125,7 +125,12 @@ pub fn patch(app: &App, req: &Req, t: &Target) -> ApiResult<Response> {
                 "the applied configuration must be an object".into(),
             ));
         }
-        let applied_name = applied["metadata"]["name"].as_str().unwrap_or_default();
+        // An applied configuration without a name keeps the live object's (as the result of
+        // the merge does on a real API server); creating needs the name.
+        let applied_name = applied["metadata"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty() || live.is_none())
+            .unwrap_or(t.name());
         if applied_name != t.name() {
             return Err(ApiError::BadRequest(format!(
                 "the name of the object ({applied_name}) does not match the name on the URL ({})",

@@ -123,6 +123,18 @@ async fn status_scale_and_generation() {
         Some(1),
         "status patch leaves spec alone"
     );
+    // Server-side apply of status with no metadata.name (what controllers send) keeps the name.
+    let s = api
+        .patch_status(
+            "web",
+            &PatchParams::apply("ctl").force(),
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.metadata.name.as_deref(), Some("web"));
+    assert_eq!(s.status.as_ref().unwrap().available_replicas, Some(1));
     assert_eq!(
         s.metadata.generation,
         Some(1),
