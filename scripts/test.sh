@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v etcdctl >/dev/null 2>&1 || need_apt+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)   # kube-node's partition test
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]} (Debian packages)"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,6 +24,8 @@ cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> tests"
+# The local Kubernetes tests run the kvstore and kv-operator binaries as pods.
+cargo build --workspace --bins
 cargo nextest run --workspace --profile ci
 cargo test --workspace --doc
 echo "==> manifests (helm lint, kubernetes-validate, CRD schema, install.yaml drift)"

@@ -368,8 +368,28 @@ pub async fn run(ctx: Arc<Context>) {
             watcher::Config::default(),
         )
         .owns(
-            Api::<PodDisruptionBudget>::all(client),
+            Api::<PodDisruptionBudget>::all(client.clone()),
             watcher::Config::default(),
+        )
+        // Member pods (owned by the StatefulSet, not by us): a pod that dies or turns ready
+        // shows in the status at once.
+        .watches(
+            Api::<Pod>::all(client),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=kv-operator"),
+            |pod| {
+                let ns = pod.metadata.namespace.clone();
+                pod.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("app.kubernetes.io/instance").cloned())
+                    .map(|name| {
+                        let r = kube::runtime::reflector::ObjectRef::<KVCluster>::new(&name);
+                        match ns {
+                            Some(ns) => r.within(&ns),
+                            None => r,
+                        }
+                    })
+            },
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
