@@ -124,6 +124,8 @@ pub struct Node {
 impl Node {
     /// Starts everything.
     pub async fn start(opts: NodeOptions) -> Result<Self, NodeError> {
+        // Both rustls providers are linked in this workspace: choose one (see kube-sim).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |e| NodeError::Io(p, e)

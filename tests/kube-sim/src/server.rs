@@ -80,6 +80,9 @@ const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "
 impl ApiServer {
     /// Starts a server.
     pub async fn start(opts: ServerOptions) -> Result<Self, ServerError> {
+        // The workspace links both of rustls' providers (object_store brings aws-lc-rs):
+        // choose one for the process, or every client in it panics at its first handshake.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         std::fs::create_dir_all(&opts.dir)?;
         let tls = TlsMaterial::generate(&opts.extra_sans)?;
         let listener = TcpListener::bind(("127.0.0.1", opts.port)).await?;

@@ -71,7 +71,13 @@ pub fn build(svc: &Service, pods: &[Pod]) -> (Value, Value) {
         let node = ps.and_then(|s| s.node_name.clone());
         let addr = json!({"ip": ip, "hostname": hostname, "nodeName": node, "targetRef": target});
         let terminating = pod.metadata.deletion_timestamp.is_some();
-        let counts = *is_ready || (all_ready && !terminating);
+        // A terminating pod leaves the ready addresses at once (clients stop picking it while
+        // it shuts down), unless the Service publishes not-ready addresses.
+        let counts = if terminating {
+            all_ready
+        } else {
+            *is_ready || all_ready
+        };
         if counts {
             ready.push(addr);
         } else {
