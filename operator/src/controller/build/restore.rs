@@ -5,9 +5,7 @@
 //! either (`--once`). Store credentials reach only this container, from the Secret, as the
 //! environment variables the store clients read.
 
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, EnvVarSource, ObjectFieldSelector, SecretKeySelector, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, SecretKeySelector, VolumeMount};
 use kv_crds::v1alpha1::{BackupStore, StoreProvider};
 
 use super::statefulset::DATA_DIR;
@@ -105,17 +103,7 @@ fn store_env(store: &BackupStore) -> Vec<EnvVar> {
 /// The init container.
 pub fn init_container(v: &Validated, r: &RestoreInit) -> Container {
     let first = v.member(0);
-    let mut env_vars = vec![EnvVar {
-        name: "POD_NAME".into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: "metadata.name".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }];
+    let mut env_vars = vec![super::statefulset::pod_name_env()];
     env_vars.extend(store_env(&r.store));
     let mut mounts = vec![VolumeMount {
         name: "data".into(),

@@ -139,6 +139,21 @@ fn pod_security(v: &Validated) -> PodSecurityContext {
         })
 }
 
+/// `POD_NAME` from the pod's name (the member's name in its flags).
+pub fn pod_name_env() -> EnvVar {
+    EnvVar {
+        name: "POD_NAME".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn container(v: &Validated, plan: &MemberPlan) -> Container {
     Container {
         name: "kvstore".into(),
@@ -152,17 +167,7 @@ fn container(v: &Validated, plan: &MemberPlan) -> Container {
             .to_string()
         }),
         args: Some(args(v, plan)),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        env: Some(vec![pod_name_env()]),
         ports: Some(vec![
             ContainerPort {
                 name: Some("client".into()),

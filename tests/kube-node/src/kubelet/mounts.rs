@@ -19,7 +19,13 @@ pub struct Mount {
     pub target: PathBuf,
 }
 
-/// Builds the prologue; `stage` is a host directory for the mirrors' staging mounts.
+/// The prologue's last line: run the program (from the descriptor opened first when it is a
+/// path), keeping its name as `argv[0]`.
+pub const EXEC: &str =
+    "case \"$0\" in */*) exec -a \"$0\" /proc/self/fd/9 \"$@\" ;; *) exec \"$0\" \"$@\" ;; esac";
+
+/// Builds the prologue (a bash script); `stage` is a host directory for the mirrors' staging
+/// mounts.
 pub fn prologue(mounts: &[Mount], stage: &Path, hostname: &str, workdir: Option<&str>) -> String {
     let mut prep = Vec::new();
     let mut binds = Vec::new();
@@ -58,7 +64,12 @@ pub fn prologue(mounts: &[Mount], stage: &Path, hostname: &str, workdir: Option<
             sh_quote(&t.display().to_string())
         )
     });
-    let mut out = vec!["set -e".to_string()];
+    // The program is opened before any mount can hide it (an emptyDir on /tmp while the
+    // binaries live under /tmp) and run from that descriptor, under its own name.
+    let mut out = vec![
+        "set -e".to_string(),
+        "case \"$0\" in */*) exec 9<\"$0\" ;; esac".to_string(),
+    ];
     out.extend(prep);
     out.extend(binds);
     out.push(format!(
@@ -68,7 +79,7 @@ pub fn prologue(mounts: &[Mount], stage: &Path, hostname: &str, workdir: Option<
     if let Some(w) = workdir {
         out.push(format!("cd {}", sh_quote(w)));
     }
-    out.push("exec \"$0\" \"$@\"".into());
+    out.push(EXEC.into());
     out.join("\n")
 }
 
@@ -193,7 +204,7 @@ mod tests {
         );
         assert!(!s.contains("tmpfs"), "{s}");
         assert!(s.contains("mount --bind"));
-        assert!(s.ends_with("exec \"$0\" \"$@\""));
+        assert!(s.ends_with(EXEC));
     }
 
     #[test]

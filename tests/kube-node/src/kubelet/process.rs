@@ -1,5 +1,5 @@
 //! Container processes: started in the pod's network namespace and a private mount and UTS
-//! namespace (`ip netns exec` → `unshare` → `sh` prologue → `exec` of the binary, all one PID),
+//! namespace (`ip netns exec` → `unshare` → `bash` prologue → `exec` of the binary, all one PID),
 //! in their own process group, with a parent-death signal so a crashed test leaves nothing
 //! running, stdout and stderr appended to the container's log file. Signals go to the process
 //! group of a PID the kubelet started.
@@ -18,7 +18,7 @@ pub const BASE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 pub struct Launch<'a> {
     /// The pod's network namespace.
     pub netns: &'a str,
-    /// The mount prologue (ends with `exec "$0" "$@"`).
+    /// The mount prologue (a bash script ending with [`super::mounts::EXEC`]).
     pub prologue: &'a str,
     /// The command line (argv[0] is the program).
     pub argv: &'a [String],
@@ -47,7 +47,7 @@ pub fn spawn(l: &Launch<'_>) -> std::io::Result<Child> {
             "private",
             "--",
         ])
-        .args(["sh", "-c", l.prologue])
+        .args(["bash", "-c", l.prologue])
         .args(l.argv)
         .env_clear()
         .env("PATH", BASE_PATH)
