@@ -219,18 +219,7 @@ pub async fn run(
         if stop.borrow().is_some() {
             return Outcome::Stopped;
         }
-        let rt = {
-            let st = lock(&ctx.state);
-            Runtime {
-                pod_ip: st
-                    .net
-                    .as_ref()
-                    .map(|n| n.ip.to_string())
-                    .unwrap_or_default(),
-                host_ip: st.host_ip.clone(),
-                node_name: cfg.node_name.clone(),
-            }
-        };
+        let rt = ctx.runtime();
         let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let (mut child, env, argv) = match start(&ctx, &c, &prepared, &rt).await {
             Ok(x) => x,

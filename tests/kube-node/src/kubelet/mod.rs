@@ -124,6 +124,20 @@ impl PodCtx {
     pub fn object(&self) -> Arc<Pod> {
         self.pod.borrow().clone()
     }
+
+    /// What environment expansion needs of the pod now (its IP, the node).
+    pub fn runtime(&self) -> env::Runtime {
+        let st = lock(&self.state);
+        env::Runtime {
+            pod_ip: st
+                .net
+                .as_ref()
+                .map(|n| n.ip.to_string())
+                .unwrap_or_default(),
+            host_ip: st.host_ip.clone(),
+            node_name: self.shared.cfg.node_name.clone(),
+        }
+    }
 }
 
 /// The running kubelet.

@@ -12,10 +12,10 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::PodCtx;
 use super::container::{self, Outcome, Slot};
 use super::status::{Phase, now};
 use super::volumes::{self, Prepared, VolumeCtx};
-use super::{PodCtx, env::Runtime};
 use crate::net::lock;
 
 const RETRY: Duration = Duration::from_secs(1);
@@ -64,19 +64,6 @@ async fn status_writer(ctx: Arc<PodCtx>) {
                 ctx.changed.notify_one();
             }
         }
-    }
-}
-
-fn runtime(ctx: &PodCtx) -> Runtime {
-    let st = lock(&ctx.state);
-    Runtime {
-        pod_ip: st
-            .net
-            .as_ref()
-            .map(|n| n.ip.to_string())
-            .unwrap_or_default(),
-        host_ip: st.host_ip.clone(),
-        node_name: ctx.shared.cfg.node_name.clone(),
     }
 }
 
@@ -145,7 +132,7 @@ async fn life(
     let prepared = loop {
         let pod = ctx.object();
         let claims = ctx.shared.informers.pvcs.all();
-        let rt = runtime(ctx);
+        let rt = ctx.runtime();
         let vctx = VolumeCtx {
             client: &ctx.shared.client,
             pod: &pod,
