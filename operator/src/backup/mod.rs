@@ -7,3 +7,8 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod upload;
+
+/// A time as status and metadata record it: RFC 3339 in UTC, whole seconds.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -140,7 +140,7 @@ where
         revision: src.revision,
         raft_index: src.raft_index,
         raft_term: src.raft_term,
-        time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        time: super::timestamp(time),
         size,
         sha256: hex::encode(hash.finalize()),
         snapshot_size: raw,

@@ -19,6 +19,7 @@ use super::validate::Validated;
 use crate::backup::objects::{Backups, backup_name};
 use crate::backup::retention::{Stored, parse_age, to_delete};
 use crate::backup::schedule::Schedule;
+use crate::backup::timestamp;
 use crate::backup::upload::{Source, upload};
 use crate::context::Context;
 
@@ -51,10 +52,6 @@ pub fn pick_member(reports: &[MemberReport]) -> Option<&MemberReport> {
         .or(Some(leader))
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref().and_then(|s| s.parse().ok())
 }
@@ -76,7 +73,7 @@ pub async fn run(
     let mut st = prev.clone();
     let mut events = Vec::new();
     let fail = |st: &mut BackupStatus, events: &mut Vec<_>, why: String| {
-        st.last_failure_time = Some(ts(now));
+        st.last_failure_time = Some(timestamp(now));
         st.last_failure_reason = Some(why.clone());
         events.push((true, "BackupFailed", why));
     };
@@ -113,13 +110,13 @@ pub async fn run(
         .as_ref()
         .filter(|_| !spec.suspend)
         .and_then(|s| s.next_after(now))
-        .map(ts);
+        .map(timestamp);
 
     let due = scheduled.is_some() || triggered.is_some();
     // A due run is recorded as run even when it fails: the next one comes with the schedule
     // (or a new trigger), not at every reconcile.
     if let Some(t) = scheduled {
-        st.last_schedule_time = Some(ts(t));
+        st.last_schedule_time = Some(timestamp(t));
     }
     if let Some(t) = triggered {
         st.last_trigger = Some(t.clone());
@@ -175,7 +172,7 @@ pub async fn run(
         (
             false,
             "BackupFailed",
-            format!("the last backup failed at {}: {why}", ts(f)),
+            format!("the last backup failed at {}: {why}", timestamp(f)),
         )
     } else if let Some(due) = schedule
         .as_ref()
@@ -185,7 +182,7 @@ pub async fn run(
         (
             false,
             "BackupOverdue",
-            format!("no backup since the one due at {}", ts(due)),
+            format!("no backup since the one due at {}", timestamp(due)),
         )
     } else if let Some(ok) = &st.last_successful {
         (

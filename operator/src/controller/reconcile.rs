@@ -149,7 +149,7 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
             .filter(|r| r.request_id == super::restore::BOOTSTRAP && r.phase == "Starting")
     {
         st.phase = "Complete".into();
-        st.finished_at = Some(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        st.finished_at = Some(crate::backup::timestamp(now));
         st.cluster_id = reports
             .iter()
             .map(|r| r.cluster_id)

@@ -17,6 +17,7 @@ use super::observe::MemberReport;
 use super::validate::Validated;
 use crate::backup::objects::Backups;
 use crate::backup::restore::{Action, Observed, Phase, advance};
+use crate::backup::timestamp;
 use crate::backup::upload::verify;
 use crate::context::Context;
 
@@ -32,10 +33,6 @@ pub struct RestoreRound {
     pub init: Option<RestoreInit>,
     /// Events: warning, reason, note.
     pub events: Vec<(bool, &'static str, String)>,
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Resolve a source (a name, `latest`, or a URI in the store) and check it end to end.
@@ -123,7 +120,7 @@ pub async fn run(
             RestoreStatus {
                 request_id: req.clone(),
                 phase: Phase::Verifying.name().into(),
-                started_at: Some(ts(now)),
+                started_at: Some(timestamp(now)),
                 previous_cluster_id: reports
                     .iter()
                     .map(|r| r.cluster_id)
@@ -136,7 +133,7 @@ pub async fn run(
     let phase = Phase::parse(&st.phase).unwrap_or(Phase::Verifying);
     let fail = |st: &mut RestoreStatus, events: &mut Vec<_>, why: String| {
         st.phase = Phase::Failed.name().into();
-        st.finished_at = Some(ts(now));
+        st.finished_at = Some(timestamp(now));
         st.message = Some(why.clone());
         events.push((true, "RestoreFailed", why));
     };
@@ -270,7 +267,7 @@ pub async fn run(
             | Phase::AddingMembers
     );
     if next == Phase::Complete {
-        st.finished_at = Some(ts(now));
+        st.finished_at = Some(timestamp(now));
         st.cluster_id = reports
             .iter()
             .find(|r| r.ordinal == 0)
@@ -326,13 +323,13 @@ pub async fn bootstrap(
     let mut st = prev.clone().unwrap_or_else(|| RestoreStatus {
         request_id: BOOTSTRAP.into(),
         phase: Phase::Verifying.name().into(),
-        started_at: Some(ts(now)),
+        started_at: Some(timestamp(now)),
         ..Default::default()
     });
     let failed = |mut st: RestoreStatus, why: String| {
         st.phase = Phase::Failed.name().into();
         st.message = Some(why);
-        st.finished_at = Some(ts(now));
+        st.finished_at = Some(timestamp(now));
         Some(Err(st))
     };
     let Some(backup) = kvc.spec.backup.as_ref() else {
