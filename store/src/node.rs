@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use openraft::ChangeMembers;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::EtcdError;
@@ -54,6 +54,9 @@ pub struct Node {
     proposer: Proposer,
     /// Lease deadlines, while leader.
     pub(crate) lessor: crate::lessor::Lessor,
+    /// True while this leader hands leadership over: proposals and read-index rounds wait, so
+    /// that nothing renews the followers' lease on it.
+    quiet: watch::Sender<bool>,
 }
 
 impl Node {
@@ -68,8 +71,10 @@ impl Node {
         settings: NodeSettings,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let proposer = Proposer::start(raft.clone());
+        let (quiet, quiet_rx) = watch::channel(false);
+        let proposer = Proposer::start(raft.clone(), quiet_rx);
         let node = Arc::new(Node {
+            quiet,
             id,
             cluster_id,
             proposer,
@@ -207,6 +212,8 @@ impl Node {
 
     /// The read index as the leader (one heartbeat round), for this member or a follower.
     pub async fn read_index_local(&self) -> Result<u64, EtcdError> {
+        // A read-index round sends heartbeats: it waits while leadership is handed over.
+        let _ = self.quiet.subscribe().wait_for(|q| !*q).await;
         match self.raft.get_read_log_id().await {
             Ok((read, _)) => Ok(read.map_or(0, |l| l.index)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => {
@@ -467,9 +474,10 @@ impl Node {
         }
     }
 
-    /// Hand leadership to `target`. openraft 0.9 has no transfer: this leader stops its
-    /// heartbeats so the followers' leader lease lapses, and asks the target to campaign until
-    /// it wins or the request times out.
+    /// Hand leadership to `target`. openraft 0.9 has no transfer: this leader goes quiet (no
+    /// heartbeats, proposals and read-index rounds held back) so the followers' leader lease
+    /// lapses, and asks the target to campaign until it wins or the request times out. Held
+    /// requests then go on, to the new leader.
     pub async fn transfer_leadership(&self, target: u64) -> Result<(), EtcdError> {
         let m = self.metrics();
         let url = m
@@ -481,16 +489,52 @@ impl Node {
         let cfg = self.raft.config();
         let round = Duration::from_millis(cfg.election_timeout_max);
         let deadline = Instant::now() + self.settings.request_timeout.max(round * 4);
+        // Undone on every way out, a cancelled request included.
+        struct Quiet<'a>(&'a Node);
+        impl Drop for Quiet<'_> {
+            fn drop(&mut self) {
+                self.0.quiet.send_replace(false);
+                self.0.raft.runtime_config().heartbeat(true);
+                self.0.raft.runtime_config().elect(true);
+            }
+        }
+        // Should this leader step down for a candidacy it then refuses, it does not campaign
+        // against the target either.
+        self.raft.runtime_config().elect(false);
         self.raft.runtime_config().heartbeat(false);
-        // Followers refuse to vote while the leader's lease (the longest election timeout since
-        // its last heartbeat) holds: let it lapse, then have the target campaign at once, ahead
-        // of the other followers' own election timers. One campaign per election round: asking
-        // again sooner would make the target abandon the votes it is collecting.
-        tokio::time::sleep(round + Duration::from_millis(50)).await;
+        self.quiet.send_replace(true);
+        let quiet = Quiet(self);
+        // With nothing new to send, the target catches up with this leader's log; then it
+        // campaigns. This leader grants it its vote at once (a leader's own lease is not held
+        // against a candidate with its whole log); a follower does only once the lease it last
+        // heard of lapsed (the longest election timeout), so where this leader's vote is not
+        // enough for a quorum (five members or more) the first campaigns may fail until then.
+        // A campaign gets again after half an election timeout: votes come back within a round
+        // trip, and a leader that stepped down for a candidate it then refused (a log it had
+        // not seen yet) grants the next one.
+        let caught_up = Instant::now() + round;
+        while Instant::now() < caught_up {
+            // Entries already proposed finish first (the log's metrics may lag behind them).
+            if !self.proposer.idle() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            let m = self.metrics();
+            let last = m.last_log_index;
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&target).cloned().flatten())
+                .map(|l| l.index);
+            if last.is_some() && matched == last {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let mut won = false;
         'rounds: while Instant::now() < deadline {
             let _ = self.peers.campaign(&url).await;
-            let until = Instant::now() + round;
+            let until = Instant::now() + Duration::from_millis(cfg.election_timeout_min / 2);
             while Instant::now() < until.min(deadline) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let leader = self.raft.metrics().borrow().current_leader;
@@ -503,7 +547,7 @@ impl Node {
                 }
             }
         }
-        self.raft.runtime_config().heartbeat(true);
+        drop(quiet);
         if won { Ok(()) } else { Err(EtcdError::Timeout) }
     }
 

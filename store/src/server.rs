@@ -320,6 +320,16 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     )
     .await
     .map_err(|e| Error::Config(format!("failed to start raft: {e}")))?;
+    let (has_log, voters) = {
+        let m = raft.metrics().borrow().clone();
+        let voters = m.membership_config.membership().voter_ids().count();
+        (m.last_log_index.is_some(), voters)
+    };
+    if has_log && voters > 1 {
+        let cfg = raft.config();
+        let grace = Duration::from_millis(2 * cfg.election_timeout_max);
+        tokio::spawn(hold_elections(raft.clone(), grace));
+    }
 
     let node_cell: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let mut tasks = Vec::new();
@@ -401,6 +411,24 @@ async fn client_router(api: &Api) -> axum::Router {
         )
         .add_service(pb::auth_server::AuthServer::new(s.auth.clone()));
     gateway::router(routes, s)
+}
+
+/// A member restarted with its data does not campaign until it has heard from a leader, or
+/// `grace` passed without one. Its peers may take a moment to reach it again (a pod back under
+/// a new address); campaigning meanwhile would depose a healthy leader (openraft 0.9 has no
+/// pre-vote), and a rolling restart would cost the cluster an election per member.
+async fn hold_elections(raft: Raft, grace: Duration) {
+    raft.runtime_config().elect(false);
+    let mut rx = raft.metrics();
+    let heard = rx.wait_for(|m| m.current_leader.is_some_and(|l| l != m.id));
+    match tokio::time::timeout(grace, heard).await {
+        Ok(_) => tracing::debug!("heard from the leader: elections enabled"),
+        Err(_) => tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "no leader heard since the restart: elections enabled"
+        ),
+    }
+    raft.runtime_config().elect(true);
 }
 
 /// Run a member until SIGTERM or Ctrl-C.

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::typ::{ClientWriteError, RaftError};
 use super::{Command, CommandResponse, Raft};
@@ -38,14 +38,23 @@ struct Pending {
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::UnboundedSender<Pending>,
+    slots: Arc<Semaphore>,
 }
 
 impl Proposer {
-    /// A proposer for `raft`; its task ends when every handle is dropped.
-    pub fn start(raft: Raft) -> Self {
+    /// A proposer for `raft`; its task ends when every handle is dropped. While `quiet` is
+    /// true, proposals wait (queued, in order) instead of going to Raft: a leader handing over
+    /// leadership sends nothing that would renew its followers' lease.
+    pub fn start(raft: Raft, quiet: watch::Receiver<bool>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Proposer { queue: tx }
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        tokio::spawn(run(raft, rx, quiet, slots.clone()));
+        Proposer { queue: tx, slots }
+    }
+
+    /// Whether no entry of this proposer is on its way through Raft.
+    pub fn idle(&self) -> bool {
+        self.slots.available_permits() == MAX_IN_FLIGHT
     }
 
     /// Propose `cmd` and wait until it is applied (or refused).
@@ -60,8 +69,12 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::UnboundedReceiver<Pending>,
+    mut quiet: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
+) {
     let mut carry: Option<Pending> = None;
     loop {
         let first = match carry.take() {
@@ -75,6 +88,9 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Pending>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
+        if quiet.wait_for(|q| !*q).await.is_err() {
+            return;
+        }
         let mut bytes = first.size;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

@@ -2,6 +2,8 @@
 //! clears it), leader transfer with MoveLeader, and a data directory of another cluster being
 //! refused at start.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use etcd_client::{AlarmAction, AlarmOptions, AlarmType};
@@ -79,7 +81,34 @@ async fn move_leader_and_foreign_data_dir() {
     let target = (leader + 1) % 3;
     let mut t = client(&cluster.members[target].client_url()).await.unwrap();
     let target_id = t.status().await.unwrap().header().unwrap().member_id();
+    // A writer runs through the handover, on every member's endpoint: leadership moves in
+    // about a round trip (the old leader holds writes back until the target has its whole log,
+    // then votes for it), far less than an election timeout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let eps = cluster.endpoints();
+        tokio::spawn(async move {
+            let mut c = etcd_client::Client::connect(eps.split(',').collect::<Vec<_>>(), None)
+                .await
+                .unwrap();
+            let (mut longest, mut last_ok, mut n) = (Duration::ZERO, Instant::now(), 0u32);
+            while !stop.load(Ordering::Relaxed) {
+                if c.put(format!("ml/{n}"), "v", None).await.is_ok() {
+                    longest = longest.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                    n += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (longest, n)
+        })
+    };
+    // Past the leader's own lease from its election (a leader elected under 2 s ago still
+    // refuses to vote for another candidate).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut l = client(&cluster.members[leader].client_url()).await.unwrap();
+    let asked = Instant::now();
     if let Err(e) = l.move_leader(target_id).await {
         for m in &cluster.members {
             eprintln!("---- {} ----\n{}", m.name, m.log());
@@ -94,6 +123,20 @@ async fn move_leader_and_foreign_data_dir() {
         assert!(Instant::now() < deadline, "leadership did not move");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let took = asked.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (gap, writes) = writer.await.unwrap();
+    println!(
+        "move-leader took {:.2} s; longest write gap {:.2} s over {writes} writes",
+        took.as_secs_f64(),
+        gap.as_secs_f64()
+    );
+    assert!(writes > 20, "the writer wrote only {writes} keys");
+    assert!(
+        gap < Duration::from_millis(1000),
+        "writes stalled {gap:?} while leadership moved"
+    );
     // Asking a follower to move leadership gets etcd's error.
     let mut f = client(&cluster.members[leader].client_url()).await.unwrap();
     let e = f.move_leader(target_id).await.unwrap_err().to_string();

@@ -61,6 +61,7 @@ impl Writer {
                 kube::Api::namespaced(client, NS);
             let mut last_ok = Instant::now();
             let mut conn: Option<etcd_client::Client> = None;
+            let mut using = String::new();
             let mut i = 0u64;
             while !s.load(Ordering::Relaxed) {
                 if conn.is_none() {
@@ -78,6 +79,7 @@ impl Writer {
                     let opts = etcd_client::ConnectOptions::new()
                         .with_connect_timeout(Duration::from_millis(500))
                         .with_timeout(Duration::from_secs(1));
+                    using = eps.join(",");
                     conn = etcd_client::Client::connect(eps, Some(opts)).await.ok();
                 }
                 let key = format!("w/{i:06}");
@@ -91,7 +93,7 @@ impl Writer {
                 if let Err(e) = &res {
                     errs.lock()
                         .unwrap()
-                        .push((started.elapsed().as_secs_f64(), e.clone()));
+                        .push((started.elapsed().as_secs_f64(), format!("{e} [{using}]")));
                 }
                 if res.is_ok() {
                     let gap = last_ok.elapsed();
@@ -318,10 +320,8 @@ async fn scenario(env: &Env) -> Result<()> {
     let gap = writer.gap();
     let errors = writer.errors();
     println!("writes failed during the run: {}", errors.len());
-    if gap > Duration::from_secs(3) {
-        for (t, e) in &errors {
-            println!("  write failed at {t:.2} s: {e}");
-        }
+    for (t, e) in &errors {
+        println!("  write failed at {t:.2} s: {e}");
     }
     println!(
         "longest write gap during the roll: {:.2} s",
