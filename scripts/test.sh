@@ -19,6 +19,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The backup end-to-end test's object store (s3s-fs, cargo install once into the tools cache).
+scripts/s3-tools.sh >/dev/null
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"

@@ -355,8 +355,14 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     // Initialize Raft once with the bootstrap membership; the stamp is kept until it took.
     if let Some(members) = &ident.bootstrap {
         let initialized = raft.is_initialized().await.unwrap_or(true);
-        if !initialized && let Err(e) = raft.initialize(members.clone()).await {
-            tracing::debug!(error = %e, "raft already initialized");
+        if !initialized {
+            match raft.initialize(members.clone()).await {
+                Ok(()) if sm.revs().current > 1 => {
+                    tokio::spawn(seal_restored_state(raft.clone()));
+                }
+                Ok(()) => {}
+                Err(e) => tracing::debug!(error = %e, "raft already initialized"),
+            }
         }
     }
 
@@ -411,6 +417,31 @@ async fn client_router(api: &Api) -> axum::Router {
         )
         .add_service(pb::auth_server::AuthServer::new(s.auth.clone()));
     gateway::router(routes, s)
+}
+
+/// A member started from a restored snapshot holds data that its Raft log does not: right
+/// after the first entry is applied it takes a Raft snapshot and purges the log up to it, so
+/// that members added later receive the data as that snapshot instead of replaying a log that
+/// lacks it.
+async fn seal_restored_state(raft: Raft) {
+    let mut rx = raft.metrics();
+    let applied = match rx.wait_for(|m| m.last_applied.is_some()).await {
+        Ok(m) => m.last_applied.map_or(0, |l| l.index),
+        Err(_) => return,
+    };
+    if raft.trigger().snapshot().await.is_err() {
+        return;
+    }
+    let snapped = rx
+        .wait_for(|m| m.snapshot.is_some_and(|s| s.index >= applied))
+        .await
+        .is_ok();
+    if snapped && raft.trigger().purge_log(applied).await.is_ok() {
+        tracing::info!(
+            index = applied,
+            "restored data sealed into a raft snapshot; members added later receive it"
+        );
+    }
 }
 
 /// A member restarted with its data does not campaign until it has heard from a leader, or

@@ -109,16 +109,17 @@ impl MaintenanceService {
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-/// Write a client snapshot of the state machine into `path` (blocking).
-pub fn dump_snapshot(sm: &SmShared, path: &std::path::Path) -> crate::Result<()> {
+/// Write a client snapshot of the state machine into `path` (blocking); the revision it holds.
+pub fn dump_snapshot(sm: &SmShared, path: &std::path::Path) -> crate::Result<i64> {
     let txn = sm.read()?;
+    let revision = SmShared::revs_in(&txn)?.current;
     let mut w = BufWriter::new(std::fs::File::create(path)?);
     write_snapshot(&txn, Vec::new(), &mut w)?;
     let f = w
         .into_inner()
         .map_err(|e| crate::Error::Io(e.into_error()))?;
     f.sync_all()?;
-    Ok(())
+    Ok(revision)
 }
 
 #[tonic::async_trait]
@@ -190,11 +191,13 @@ impl Maintenance for MaintenanceService {
         let dir = tempfile_dir();
         let path = dir.join(format!("client-snapshot-{}.tmp", rand::random::<u64>()));
         let p = path.clone();
-        tokio::task::spawn_blocking(move || dump_snapshot(&sm, &p))
+        let revision = tokio::task::spawn_blocking(move || dump_snapshot(&sm, &p))
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
+        // Every message carries the header, at the revision the snapshot holds (as etcd's).
+        let header = self.api.node.header_at(revision);
         let out = async_stream(move |tx| async move {
-            let res = tokio::task::spawn_blocking(move || stream_file(&path, &tx)).await;
+            let res = tokio::task::spawn_blocking(move || stream_file(&path, &header, &tx)).await;
             if let Ok(Err(e)) = res {
                 tracing::warn!(error = %e, "snapshot stream failed");
             }
@@ -247,6 +250,7 @@ fn tempfile_dir() -> std::path::PathBuf {
 /// padded to a multiple of 512 bytes, then one message holding the SHA-256 of all of it.
 fn stream_file(
     path: &std::path::Path,
+    header: &ResponseHeader,
     tx: &tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
 ) -> crate::Result<()> {
     let result = (|| {
@@ -264,6 +268,7 @@ fn stream_file(
             sha.update(&buf[..n]);
             sent += n;
             let msg = SnapshotResponse {
+                header: Some(*header),
                 remaining_bytes: (padded - sent) as u64,
                 blob: buf[..n].to_vec(),
                 ..Default::default()
@@ -274,6 +279,7 @@ fn stream_file(
         }
         let digest = sha.finalize().to_vec();
         let _ = tx.blocking_send(Ok(SnapshotResponse {
+            header: Some(*header),
             blob: digest,
             ..Default::default()
         }));

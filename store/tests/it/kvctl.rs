@@ -939,4 +939,42 @@ async fn kvctl_restores_from_object_storage_once() {
         None,
     );
     assert!(got.contains("\"count\":20"), "{got}");
+
+    // A member added later gets the restored data (as a Raft snapshot: the restored member's
+    // log does not hold it).
+    let mut joiner = restored.new_joiner("r1");
+    kvctl_ok(
+        &restored.endpoints(),
+        &["member", "add", "r1", "--peer-urls", &joiner.peer_url()],
+        None,
+    );
+    joiner.start();
+    restored.members.push(joiner);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = kvctl(
+            &restored.members[1].endpoint(),
+            &[
+                "get",
+                "o",
+                "--prefix",
+                "--count-only",
+                "-w",
+                "json",
+                "--consistency",
+                "s",
+            ],
+            None,
+        );
+        if text(&got.stdout).contains("\"count\":20") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the added member never got the restored data: {}{}",
+            text(&got.stdout),
+            text(&got.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -3,6 +3,8 @@
 //! built from this workspace), the operator installed from `charts/kv-operator` with the real
 //! helm, and the real kubectl. Used by the end-to-end tests and by `kv-demo`.
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -191,6 +191,26 @@ fn check_namespace(state: &State, def: &ResourceDef, ns: &str) -> ApiResult<()> 
 }
 
 /// Creates an object in namespace `ns` (ignored for cluster-scoped resources).
+/// A Secret's `stringData` is write-only: its entries go into `data` (base64), over any of the
+/// same key, and the field is not stored.
+fn fold_string_data(def: &ResourceDef, obj: &mut Value) {
+    use base64::Engine;
+    if def.kind != "Secret" || !def.group.is_empty() {
+        return;
+    }
+    let Some(Value::Object(strings)) = obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (k, v) in strings {
+        let text = v.as_str().unwrap_or_default();
+        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
 pub fn create(
     state: &mut State,
     def: &ResourceDef,
@@ -203,6 +223,7 @@ pub fn create(
     }
     obj["apiVersion"] = json!(def.api_version());
     obj["kind"] = json!(def.kind);
+    fold_string_data(def, &mut obj);
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
@@ -342,6 +363,7 @@ pub fn update(
     }
     new["apiVersion"] = json!(def.api_version());
     new["kind"] = json!(def.kind);
+    fold_string_data(def, &mut new);
     if opts.sub.as_deref() == Some("status") {
         let mut merged = old.clone();
         merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);

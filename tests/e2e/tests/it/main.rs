@@ -1,7 +1,10 @@
 //! End to end, as a user: `helm install` the operator, `kubectl apply` a KVCluster, etcdctl
 //! through the client Service, `kubectl scale`, a killed leader, a wiped volume, a version
-//! roll under a writer, delete; bad manifests refused. One environment, one long scenario
-//! (starting the environment costs more than each step).
+//! roll under a writer, delete; bad manifests refused. Backups and restore are in [`backup`].
+//! One environment per scenario, each a long sequence of steps (starting the environment costs
+//! more than each step).
+
+mod backup;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,7 @@ use kv_e2e::{Env, can_run, settled, workspace};
 
 const NS: &str = "default";
 
-fn etcdctl(eps: &str, args: &[&str]) -> Result<String> {
+pub(crate) fn etcdctl(eps: &str, args: &[&str]) -> Result<String> {
     let out = std::process::Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={eps}"))
