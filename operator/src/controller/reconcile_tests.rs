@@ -563,3 +563,31 @@ async fn a_new_cluster_starts_from_a_backup_or_not_at_all() {
     let w = h.world.lock().unwrap();
     assert!(w.objects[&sts_path()]["spec"]["template"]["spec"]["initContainers"].is_null());
 }
+
+#[tokio::test]
+async fn a_restore_is_refused_while_membership_changes() {
+    let h = Harness::new(3);
+    h.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    backed_up(&h, dir.path()).await;
+    h.edit(|k| k["spec"]["replicas"] = json!(5));
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    let op = h.kvc().status.unwrap().operation;
+    assert!(op.is_some(), "scaling up is an operation in progress");
+    h.edit(|k| {
+        k["spec"]["restore"] =
+            json!({"requestId": "r3", "source": "latest", "acknowledgeDataLoss": true})
+    });
+    reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
+    let st = restore_status(&h);
+    assert_eq!(st.phase, "Failed");
+    let why = st.message.unwrap();
+    assert!(
+        why.contains("refused") && why.contains("membership operation"),
+        "{why}"
+    );
+    // The scale-up goes on; the refused request is not acted on again.
+    h.settle().await;
+    assert_eq!(h.kvc().status.unwrap().voters, 5);
+    assert_eq!(restore_status(&h).phase, "Failed");
+}

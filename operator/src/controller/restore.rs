@@ -35,6 +35,21 @@ pub struct RestoreRound {
     pub events: Vec<(bool, &'static str, String)>,
 }
 
+/// Why a restore may not start now: a membership operation in flight, or a learner not yet
+/// promoted.
+fn busy(kvc: &KVCluster, o: &MembersObserved) -> Option<String> {
+    if let Some(op) = kvc.status.as_ref().and_then(|s| s.operation.as_ref()) {
+        return Some(format!(
+            "a membership operation is in progress ({} of {}, step {})",
+            op.type_, op.member, op.step
+        ));
+    }
+    o.members
+        .iter()
+        .any(|m| m.learner)
+        .then(|| "a member is still a learner".to_string())
+}
+
 /// Resolve a source (a name, `latest`, or a URI in the store) and check it end to end.
 pub async fn resolve(b: &Backups, source: &str) -> Result<(String, String, i64), String> {
     let name = if source == "latest" {
@@ -116,6 +131,27 @@ pub async fn run(
             p
         }
         _ => {
+            // A restore never starts in the middle of a membership change.
+            if let Some(why) = busy(kvc, o) {
+                let why = format!(
+                    "restore {req} refused: {why}; set a new requestId once status.operation is empty"
+                );
+                let st = RestoreStatus {
+                    request_id: req.clone(),
+                    phase: Phase::Failed.name().into(),
+                    started_at: Some(timestamp(now)),
+                    finished_at: Some(timestamp(now)),
+                    message: Some(why.clone()),
+                    ..Default::default()
+                };
+                return Some(round(
+                    st,
+                    None,
+                    false,
+                    None,
+                    vec![(true, "RestoreFailed", why)],
+                ));
+            }
             events.push((false, "RestoreStarted", format!("restore {req} started")));
             RestoreStatus {
                 request_id: req.clone(),
