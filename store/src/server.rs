@@ -325,15 +325,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         let voters = m.membership_config.membership().voter_ids().count();
         (m.last_log_index.is_some(), voters)
     };
-    if has_log && voters > 1 {
-        let cfg = raft.config();
-        let grace = Duration::from_millis(2 * cfg.election_timeout_max);
-        tokio::spawn(hold_elections(raft.clone(), grace));
-    }
 
     let node_cell: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let mut tasks = Vec::new();
     let peer_svc = PeerService::new(raft.clone(), ident.cluster_id, node_cell.clone());
+    if has_log && voters > 1 {
+        let cfg = raft.config();
+        let grace = Duration::from_millis(2 * cfg.election_timeout_max);
+        tokio::spawn(hold_elections(raft.clone(), peer_svc.heard(), grace));
+    }
     for l in peer_listeners {
         let svc = pb::kvraftpb::raft_peer_server::RaftPeerServer::new(peer_svc.clone())
             .max_decoding_message_size(usize::MAX)
@@ -448,12 +448,15 @@ async fn seal_restored_state(raft: Raft) {
 /// `grace` passed without one. Its peers may take a moment to reach it again (a pod back under
 /// a new address); campaigning meanwhile would depose a healthy leader (openraft 0.9 has no
 /// pre-vote), and a rolling restart would cost the cluster an election per member.
-async fn hold_elections(raft: Raft, grace: Duration) {
+async fn hold_elections(
+    raft: Raft,
+    mut heard: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) {
     raft.runtime_config().elect(false);
-    let mut rx = raft.metrics();
-    let heard = rx.wait_for(|m| m.current_leader.is_some_and(|l| l != m.id));
-    match tokio::time::timeout(grace, heard).await {
-        Ok(_) => tracing::debug!("heard from the leader: elections enabled"),
+    // Heard means an AppendEntries accepted, not a leader remembered from before the restart.
+    match tokio::time::timeout(grace, heard.wait_for(|h| *h)).await {
+        Ok(_) => tracing::info!("heard from the leader since the restart: elections enabled"),
         Err(_) => tracing::info!(
             grace_ms = grace.as_millis() as u64,
             "no leader heard since the restart: elections enabled"

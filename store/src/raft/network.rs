@@ -98,11 +98,23 @@ impl Peers {
             .map_err(|e| Error::Config(format!("bad peer url {url}: {e}")))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(5))
+            // A peer whose pod went away (its address gone, no reset sent) is noticed within
+            // about three seconds, not HTTP/2's default 20.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
             .connect_lazy();
         map.insert(url.to_string(), ch.clone());
         Ok(RaftPeerClient::new(ch).max_decoding_message_size(usize::MAX))
+    }
+
+    /// Drop the channel to `url`: the next call dials again, resolving the name afresh (a
+    /// restarted pod may be back under another address while the old connection hangs).
+    pub fn forget(&self, url: &str) {
+        self.channels
+            .lock()
+            .expect("peer channel map poisoned")
+            .remove(url);
     }
 
     fn message<T: Serialize>(&self, v: &T) -> RaftMessage {
@@ -289,6 +301,7 @@ impl PeerConn {
                 let err = std::io::Error::other(status.to_string());
                 return Err(match status.code() {
                     tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                        self.peers.forget(&self.url);
                         RPCError::Unreachable(Unreachable::new(&err))
                     }
                     _ => RPCError::Network(NetworkError::new(&err)),

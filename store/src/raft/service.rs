@@ -20,6 +20,8 @@ pub struct PeerService {
     raft: Raft,
     cluster_id: u64,
     node: Arc<OnceLock<Arc<Node>>>,
+    /// Turns true at the first AppendEntries this member accepts (it has heard from a leader).
+    heard: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl PeerService {
@@ -29,7 +31,13 @@ impl PeerService {
             raft,
             cluster_id,
             node,
+            heard: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// Whether this member has accepted AppendEntries from a leader since it started.
+    pub fn heard(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.heard.subscribe()
     }
 
     fn check(&self, msg: &RaftMessage) -> Result<(), Status> {
@@ -75,7 +83,11 @@ impl RaftPeer for PeerService {
         let msg = req.into_inner();
         self.check(&msg)?;
         let rpc: AppendEntriesRequest<TypeConfig> = payload(&msg)?;
-        reply(&self.raft.append_entries(rpc).await)
+        let res = self.raft.append_entries(rpc).await;
+        if res.as_ref().is_ok_and(|r| r.is_success()) {
+            self.heard.send_if_modified(|h| !std::mem::replace(h, true));
+        }
+        reply(&res)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
