@@ -332,6 +332,9 @@ impl Node {
     /// affected member id.
     pub async fn member_op(&self, op: MemberOp) -> Result<u64, EtcdError> {
         let deadline = Instant::now() + self.settings.request_timeout;
+        // Whether an earlier attempt may have taken effect without its answer arriving (the
+        // leader removing itself steps down as it commits).
+        let mut maybe_done = false;
         loop {
             let res = match self.leader() {
                 Some((lid, _)) if lid == self.id => self.member_op_local(op.clone()).await,
@@ -343,11 +346,19 @@ impl Node {
                         .await
                     {
                         Ok(r) => r,
-                        Err(_) => Err(EtcdError::NotLeader),
+                        Err(_) => {
+                            maybe_done = true;
+                            Err(EtcdError::NotLeader)
+                        }
                     }
                 }
                 None => Err(EtcdError::NotLeader),
             };
+            if let (MemberOp::Remove { id }, Err(EtcdError::MemberNotFound), true) =
+                (&op, &res, maybe_done)
+            {
+                return Ok(*id);
+            }
             match res {
                 Err(EtcdError::NotLeader) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -495,12 +506,8 @@ impl Node {
             fn drop(&mut self) {
                 self.0.quiet.send_replace(false);
                 self.0.raft.runtime_config().heartbeat(true);
-                self.0.raft.runtime_config().elect(true);
             }
         }
-        // Should this leader step down for a candidacy it then refuses, it does not campaign
-        // against the target either.
-        self.raft.runtime_config().elect(false);
         self.raft.runtime_config().heartbeat(false);
         self.quiet.send_replace(true);
         let quiet = Quiet(self);

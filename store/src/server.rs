@@ -320,20 +320,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     )
     .await
     .map_err(|e| Error::Config(format!("failed to start raft: {e}")))?;
-    let (has_log, voters) = {
-        let m = raft.metrics().borrow().clone();
-        let voters = m.membership_config.membership().voter_ids().count();
-        (m.last_log_index.is_some(), voters)
-    };
 
     let node_cell: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let mut tasks = Vec::new();
     let peer_svc = PeerService::new(raft.clone(), ident.cluster_id, node_cell.clone());
-    if has_log && voters > 1 {
-        let cfg = raft.config();
-        let grace = Duration::from_millis(2 * cfg.election_timeout_max);
-        tokio::spawn(hold_elections(raft.clone(), peer_svc.heard(), grace));
-    }
+    tokio::spawn(crate::raft::prevote::run(
+        raft.clone(),
+        peers.clone(),
+        peer_svc.contact(),
+    ));
     for l in peer_listeners {
         let svc = pb::kvraftpb::raft_peer_server::RaftPeerServer::new(peer_svc.clone())
             .max_decoding_message_size(usize::MAX)
@@ -442,27 +437,6 @@ async fn seal_restored_state(raft: Raft) {
             "restored data sealed into a raft snapshot; members added later receive it"
         );
     }
-}
-
-/// A member restarted with its data does not campaign until it has heard from a leader, or
-/// `grace` passed without one. Its peers may take a moment to reach it again (a pod back under
-/// a new address); campaigning meanwhile would depose a healthy leader (openraft 0.9 has no
-/// pre-vote), and a rolling restart would cost the cluster an election per member.
-async fn hold_elections(
-    raft: Raft,
-    mut heard: tokio::sync::watch::Receiver<bool>,
-    grace: Duration,
-) {
-    raft.runtime_config().elect(false);
-    // Heard means an AppendEntries accepted, not a leader remembered from before the restart.
-    match tokio::time::timeout(grace, heard.wait_for(|h| *h)).await {
-        Ok(_) => tracing::info!("heard from the leader since the restart: elections enabled"),
-        Err(_) => tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "no leader heard since the restart: elections enabled"
-        ),
-    }
-    raft.runtime_config().elect(true);
 }
 
 /// Run a member until SIGTERM or Ctrl-C.

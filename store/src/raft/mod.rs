@@ -4,6 +4,7 @@
 pub mod command;
 pub mod log_store;
 pub mod network;
+pub mod prevote;
 pub mod proposer;
 pub mod service;
 pub mod snapshot;

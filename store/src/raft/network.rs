@@ -202,6 +202,28 @@ impl Peers {
         decode("lease response", &resp.payload).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 
+    /// Ask the member at `url` whether it would vote for a candidate (a pre-vote).
+    pub async fn pre_vote(
+        &self,
+        url: &str,
+        req: &super::prevote::PreVote,
+    ) -> Result<bool, tonic::Status> {
+        let mut r = tonic::Request::new(self.message(req));
+        r.set_timeout(Duration::from_millis(500));
+        let mut c = self
+            .client(url)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let resp = tokio::time::timeout(Duration::from_millis(500), c.pre_vote(r))
+            .await
+            .map_err(|_| {
+                self.forget(url);
+                tonic::Status::deadline_exceeded("pre-vote timed out")
+            })??
+            .into_inner();
+        decode("pre-vote response", &resp.payload)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+
     /// Ask the member at `url` to campaign for leadership.
     pub async fn campaign(&self, url: &str) -> Result<(), tonic::Status> {
         let mut req = tonic::Request::new(self.message(&()));

@@ -2,11 +2,13 @@
 //! the leader. Requests from another cluster (a different cluster id) are refused.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use super::network::MemberOp;
+use super::prevote::{LeaderContact, PreVote, grant};
 use super::{Command, Raft, TypeConfig};
 use crate::error::EtcdError;
 use crate::mvcc::tables::{decode, encode};
@@ -20,8 +22,8 @@ pub struct PeerService {
     raft: Raft,
     cluster_id: u64,
     node: Arc<OnceLock<Arc<Node>>>,
-    /// Turns true at the first AppendEntries this member accepts (it has heard from a leader).
-    heard: Arc<tokio::sync::watch::Sender<bool>>,
+    /// When a leader was last heard.
+    contact: Arc<LeaderContact>,
 }
 
 impl PeerService {
@@ -31,13 +33,13 @@ impl PeerService {
             raft,
             cluster_id,
             node,
-            heard: Arc::new(tokio::sync::watch::channel(false).0),
+            contact: Arc::default(),
         }
     }
 
-    /// Whether this member has accepted AppendEntries from a leader since it started.
-    pub fn heard(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.heard.subscribe()
+    /// When this member last heard from a leader (for the election driver).
+    pub fn contact(&self) -> Arc<LeaderContact> {
+        self.contact.clone()
     }
 
     fn check(&self, msg: &RaftMessage) -> Result<(), Status> {
@@ -84,8 +86,11 @@ impl RaftPeer for PeerService {
         self.check(&msg)?;
         let rpc: AppendEntriesRequest<TypeConfig> = payload(&msg)?;
         let res = self.raft.append_entries(rpc).await;
-        if res.as_ref().is_ok_and(|r| r.is_success()) {
-            self.heard.send_if_modified(|h| !std::mem::replace(h, true));
+        if res
+            .as_ref()
+            .is_ok_and(|r| !matches!(r, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.contact.touch();
         }
         reply(&res)
     }
@@ -104,7 +109,11 @@ impl RaftPeer for PeerService {
         let msg = req.into_inner();
         self.check(&msg)?;
         let rpc: InstallSnapshotRequest<TypeConfig> = payload(&msg)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        let res = self.raft.install_snapshot(rpc).await;
+        if res.is_ok() {
+            self.contact.touch();
+        }
+        reply(&res)
     }
 
     async fn propose(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
@@ -142,6 +151,15 @@ impl RaftPeer for PeerService {
         self.check(&msg)?;
         let op: crate::lessor::LeaseOp = payload(&msg)?;
         reply(&self.node()?.lease_local(op))
+    }
+
+    async fn pre_vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let msg = req.into_inner();
+        self.check(&msg)?;
+        let pv: PreVote = payload(&msg)?;
+        let m = self.raft.metrics().borrow().clone();
+        let timeout = Duration::from_millis(self.raft.config().election_timeout_min);
+        reply(&grant(&pv, &m, self.contact.since(), timeout))
     }
 
     async fn campaign(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
