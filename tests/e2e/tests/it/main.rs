@@ -291,6 +291,7 @@ async fn scenario(env: &Env) -> Result<()> {
 
     // A new version rolls one member at a time, leader last, while the writer writes.
     step("roll a new version");
+    let leader_before = env.kvc(NS, "demo").await?.status.unwrap().leader.unwrap();
     writer.reset_gap();
     env.kubectl_ok(&[
         "patch",
@@ -303,13 +304,45 @@ async fn scenario(env: &Env) -> Result<()> {
         "-p",
         r#"{"spec":{"version":"0.1.1"}}"#,
     ])?;
-    env.wait_kvc(NS, "demo", "Updating", Duration::from_secs(60), |k| {
-        k.status
-            .as_ref()
-            .is_some_and(|s| s.phase.as_deref() == Some("Updating"))
-    })
-    .await?;
-    wait_settled(env, 3, "rolled to 0.1.1").await?;
+    // Which pod is replaced when: one member at a time, the leader last.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(env.client.clone(), NS);
+    let uid_of = |p: &k8s_openapi::api::core::v1::Pod| p.metadata.uid.clone().unwrap_or_default();
+    let list = kube::api::ListParams::default().labels("app.kubernetes.io/instance=demo");
+    let before: std::collections::HashMap<String, String> = pods
+        .list(&list)
+        .await?
+        .items
+        .iter()
+        .map(|p| (p.metadata.name.clone().unwrap_or_default(), uid_of(p)))
+        .collect();
+    let mut replaced: Vec<String> = Vec::new();
+    let started = Instant::now();
+    loop {
+        for p in pods.list(&list).await?.items {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            if before.get(&name).is_some_and(|u| *u != uid_of(&p)) && !replaced.contains(&name) {
+                replaced.push(name);
+            }
+        }
+        let k = env.kvc(NS, "demo").await?;
+        if replaced.len() == before.len() && settled(&k, 3) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            bail!(
+                "the roll did not finish: replaced {replaced:?}; {:?}",
+                k.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("roll order: {replaced:?} (leader was {leader_before})");
+    assert_eq!(
+        replaced.last(),
+        Some(&leader_before),
+        "the leader's pod goes last"
+    );
     let gap = writer.gap();
     let errors = writer.errors();
     println!("writes failed during the run: {}", errors.len());
