@@ -516,9 +516,10 @@ impl Node {
         // against a candidate with its whole log); a follower does only once the lease it last
         // heard of lapsed (the longest election timeout), so where this leader's vote is not
         // enough for a quorum (five members or more) the first campaigns may fail until then.
-        // A campaign gets again after half an election timeout: votes come back within a round
-        // trip, and a leader that stepped down for a candidate it then refused (a log it had
-        // not seen yet) grants the next one.
+        // The target is asked again after half an election timeout: votes come back within a
+        // round trip, and a leader that stepped down for a candidate it then refused (a log it
+        // had not seen yet) grants the next one. The target's campaign skips the pre-vote (the
+        // leader asked for it, as etcd's TimeoutNow).
         let caught_up = Instant::now() + round;
         while Instant::now() < caught_up {
             // Entries already proposed finish first (the log's metrics may lag behind them).

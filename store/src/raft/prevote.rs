@@ -76,7 +76,7 @@ pub async fn run(raft: Raft, peers: Peers, contact: Arc<LeaderContact>) {
     let cfg = raft.config();
     let (min, max) = (cfg.election_timeout_min, cfg.election_timeout_max);
     let mut rx = raft.metrics();
-    let mut timeout = draw(min, max, true);
+    let mut timeout: Option<Duration> = None;
     let mut own_elections = true;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,12 +99,13 @@ pub async fn run(raft: Raft, peers: Peers, contact: Arc<LeaderContact>) {
             contact.touch();
             continue;
         }
-        if contact.since() < timeout {
-            continue;
-        }
         // A leader once known: its lease on the other voters lasts the longest election
         // timeout past its last message; campaigning sooner is refused anyway.
-        timeout = draw(min, max, m.vote.is_committed());
+        let due = *timeout.get_or_insert_with(|| draw(min, max, m.vote.is_committed()));
+        if contact.since() < due {
+            continue;
+        }
+        timeout = Some(draw(min, max, m.vote.is_committed()));
         contact.touch();
         let req = PreVote {
             last_log_index: m.last_log_index,
