@@ -350,15 +350,14 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     // Initialize Raft once with the bootstrap membership; the stamp is kept until it took.
     if let Some(members) = &ident.bootstrap {
         let initialized = raft.is_initialized().await.unwrap_or(true);
-        if !initialized {
-            match raft.initialize(members.clone()).await {
-                Ok(()) if sm.revs().current > 1 => {
-                    tokio::spawn(seal_restored_state(raft.clone()));
-                }
-                Ok(()) => {}
-                Err(e) => tracing::debug!(error = %e, "raft already initialized"),
-            }
+        if !initialized && let Err(e) = raft.initialize(members.clone()).await {
+            tracing::debug!(error = %e, "raft already initialized");
         }
+    }
+    // Data without a Raft snapshot that covers it: a restored member (also one that stopped
+    // before it sealed it), or a young member that has not snapshotted yet (harmless there).
+    if sm.revs().current > 1 && raft.metrics().borrow().snapshot.is_none() {
+        tokio::spawn(seal_restored_state(raft.clone()));
     }
 
     let settings = NodeSettings {
@@ -414,10 +413,9 @@ async fn client_router(api: &Api) -> axum::Router {
     gateway::router(routes, s)
 }
 
-/// A member started from a restored snapshot holds data that its Raft log does not: right
-/// after the first entry is applied it takes a Raft snapshot and purges the log up to it, so
-/// that members added later receive the data as that snapshot instead of replaying a log that
-/// lacks it.
+/// A member started from a restored snapshot holds data that its Raft log does not: once an
+/// entry is applied it takes a Raft snapshot and purges the log up to it, so that members added
+/// later receive the data as that snapshot instead of replaying a log that lacks it.
 async fn seal_restored_state(raft: Raft) {
     let mut rx = raft.metrics();
     let applied = match rx.wait_for(|m| m.last_applied.is_some()).await {
@@ -434,7 +432,7 @@ async fn seal_restored_state(raft: Raft) {
     if snapped && raft.trigger().purge_log(applied).await.is_ok() {
         tracing::info!(
             index = applied,
-            "restored data sealed into a raft snapshot; members added later receive it"
+            "data sealed into a raft snapshot; members added later receive it"
         );
     }
 }
