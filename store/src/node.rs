@@ -486,8 +486,8 @@ impl Node {
     }
 
     /// Hand leadership to `target`. openraft 0.9 has no transfer: this leader goes quiet (no
-    /// heartbeats, proposals and read-index rounds held back) so the followers' leader lease
-    /// lapses, and asks the target to campaign until it wins or the request times out. Held
+    /// heartbeats, proposals and read-index rounds held back) until the target has its whole
+    /// log, and asks the target to campaign until it wins or the request times out. Held
     /// requests then go on, to the new leader.
     pub async fn transfer_leadership(&self, target: u64) -> Result<(), EtcdError> {
         let m = self.metrics();
@@ -523,19 +523,16 @@ impl Node {
         let caught_up = Instant::now() + round;
         while Instant::now() < caught_up {
             // Entries already proposed finish first (the log's metrics may lag behind them).
-            if !self.proposer.idle() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-            let m = self.metrics();
-            let last = m.last_log_index;
-            let matched = m
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&target).cloned().flatten())
-                .map(|l| l.index);
-            if last.is_some() && matched == last {
-                break;
+            if self.proposer.idle() {
+                let m = self.metrics();
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&target).cloned().flatten())
+                    .map(|l| l.index);
+                if m.last_log_index.is_some() && matched == m.last_log_index {
+                    break;
+                }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -199,6 +199,21 @@ impl Env {
         )
     }
 
+    /// `kubectl patch kvc <name> --type merge -p <json>` in `ns`.
+    pub fn patch_kvc(&self, ns: &str, name: &str, json: &str) -> Result<Output> {
+        self.kubectl(&[
+            "patch", "kvc", name, "-n", ns, "--type", "merge", "-p", json,
+        ])
+    }
+
+    /// [`Env::patch_kvc`]; fail unless it succeeds.
+    pub fn patch_kvc_ok(&self, ns: &str, name: &str, json: &str) -> Result<String> {
+        ok(
+            self.patch_kvc(ns, name, json)?,
+            &format!("kubectl patch kvc {name} {json}"),
+        )
+    }
+
     /// `helm install` the operator from `charts/` and wait until its Deployment is available.
     pub async fn install_operator(&self) -> Result<()> {
         let chart = workspace().join("charts/kv-operator");

@@ -47,12 +47,6 @@ fn secret(s3: &S3Server, secret_key: &str) -> String {
     )
 }
 
-fn patch(env: &Env, name: &str, json: &str) -> Result<String> {
-    env.kubectl_ok(&[
-        "patch", "kvc", name, "-n", NS, "--type", "merge", "-p", json,
-    ])
-}
-
 fn backup(k: &KVCluster) -> kv_crds::v1alpha1::BackupStatus {
     k.status
         .as_ref()
@@ -158,7 +152,7 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
     }
 
     step("kubectl patch spec.backup.trigger");
-    patch(env, "bk", r#"{"spec":{"backup":{"trigger":"t1"}}}"#)?;
+    env.patch_kvc_ok(NS, "bk", r#"{"spec":{"backup":{"trigger":"t1"}}}"#)?;
     let took = env
         .wait_kvc(NS, "bk", "the triggered backup", WAIT, |k| {
             backup(k).last_trigger.as_deref() == Some("t1") && last_name(k).ends_with("-manual")
@@ -202,11 +196,11 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
             .kept,
         2
     );
-    patch(env, "bk", r#"{"spec":{"backup":{"suspend":true}}}"#)?;
+    env.patch_kvc_ok(NS, "bk", r#"{"spec":{"backup":{"suspend":true}}}"#)?;
 
     step("wrong credentials: BackupReady False, writes go on");
     env.kubectl_stdin(&["apply", "-n", NS, "-f", "-"], &secret(s3, "wrong"))?;
-    patch(env, "bk", r#"{"spec":{"backup":{"trigger":"t2"}}}"#)?;
+    env.patch_kvc_ok(NS, "bk", r#"{"spec":{"backup":{"trigger":"t2"}}}"#)?;
     env.wait_kvc(NS, "bk", "BackupReady False", WAIT, |k| {
         backup_ready(k).is_some_and(|(s, _)| s == "False")
     })
@@ -220,7 +214,7 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
     )?;
     etcdctl(&endpoints(env, "bk").await?, &["del", "during-outage"])?;
     env.kubectl_stdin(&["apply", "-n", NS, "-f", "-"], &secret(s3, &s3.secret_key))?;
-    patch(env, "bk", r#"{"spec":{"backup":{"trigger":"t3"}}}"#)?;
+    env.patch_kvc_ok(NS, "bk", r#"{"spec":{"backup":{"trigger":"t3"}}}"#)?;
     env.wait_kvc(NS, "bk", "BackupReady True again", WAIT, |k| {
         backup(k).last_trigger.as_deref() == Some("t3")
             && last_name(k).ends_with("-manual")
@@ -239,17 +233,11 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
     etcdctl(&eps, &["del", "a/2"])?;
     etcdctl(&eps, &["put", "b/1", "new"])?;
     // The guard: without acknowledging data loss the API server refuses the request.
-    let out = env.kubectl(&[
-        "patch",
-        "kvc",
-        "bk",
-        "-n",
+    let out = env.patch_kvc(
         NS,
-        "--type",
-        "merge",
-        "-p",
+        "bk",
         r#"{"spec":{"restore":{"requestId":"r0","source":"latest"}}}"#,
-    ])?;
+    )?;
     assert!(
         !out.status.success(),
         "a restore without acknowledgeDataLoss was accepted"
@@ -259,7 +247,7 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
         r#"{{"spec":{{"restore":{{"requestId":"r1","source":"{}","acknowledgeDataLoss":true}}}}}}"#,
         good.name
     );
-    patch(env, "bk", &req)?;
+    env.patch_kvc_ok(NS, "bk", &req)?;
     let seen = std::sync::Mutex::new(String::new());
     let asked = std::time::Instant::now();
     let took = env
@@ -315,7 +303,7 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
         "exactly the backed-up data"
     );
     // The same request again does nothing.
-    patch(env, "bk", &req)?;
+    env.patch_kvc_ok(NS, "bk", &req)?;
     tokio::time::sleep(Duration::from_secs(10)).await;
     let again = env.kvc(NS, "bk").await?.status.unwrap();
     assert_eq!(
@@ -358,14 +346,11 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
         *b ^= 0xff;
     }
     std::fs::write(&snap, &bytes)?;
-    patch(
-        env,
-        "bk",
-        &format!(
-            r#"{{"spec":{{"restore":{{"requestId":"r2","source":"{}","acknowledgeDataLoss":true}}}}}}"#,
-            good.name
-        ),
-    )?;
+    let req = format!(
+        r#"{{"spec":{{"restore":{{"requestId":"r2","source":"{}","acknowledgeDataLoss":true}}}}}}"#,
+        good.name
+    );
+    env.patch_kvc_ok(NS, "bk", &req)?;
     env.wait_kvc(NS, "bk", "the restore refused", WAIT, |k| {
         k.status.as_ref().is_some_and(|s| {
             s.restore

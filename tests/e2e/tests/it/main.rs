@@ -201,17 +201,11 @@ async fn scenario(env: &Env) -> Result<()> {
     let got = env.kubectl_ok(&["get", "kvc", "demo", "-n", NS])?;
     assert!(got.contains("demo-") && got.contains("True"), "{got}");
     // A changed storage class is refused (create-only).
-    let out = env.kubectl(&[
-        "patch",
-        "kvc",
-        "demo",
-        "-n",
+    let out = env.patch_kvc(
         NS,
-        "--type",
-        "merge",
-        "-p",
+        "demo",
         r#"{"spec":{"storage":{"storageClassName":"other"}}}"#,
-    ])?;
+    )?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be changed"));
 
@@ -293,17 +287,7 @@ async fn scenario(env: &Env) -> Result<()> {
     step("roll a new version");
     let leader_before = env.kvc(NS, "demo").await?.status.unwrap().leader.unwrap();
     writer.reset_gap();
-    env.kubectl_ok(&[
-        "patch",
-        "kvc",
-        "demo",
-        "-n",
-        NS,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"version":"0.1.1"}}"#,
-    ])?;
+    env.patch_kvc_ok(NS, "demo", r#"{"spec":{"version":"0.1.1"}}"#)?;
     // Which pod is replaced when: one member at a time, the leader last.
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(env.client.clone(), NS);
