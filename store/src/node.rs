@@ -514,7 +514,7 @@ impl Node {
         // With nothing new to send, the target catches up with this leader's log; then it
         // campaigns. This leader grants it its vote at once (a leader's own lease is not held
         // against a candidate with its whole log); a follower does only once the lease it last
-        // heard of lapsed (the longest election timeout), so where this leader's vote is not
+        // heard of lapsed (one election timeout), so where this leader's vote is not
         // enough for a quorum (five members or more) the first campaigns may fail until then.
         // The target is asked again after half an election timeout: votes come back within a
         // round trip, and a leader that stepped down for a candidate it then refused (a log it

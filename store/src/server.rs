@@ -103,8 +103,12 @@ fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
         // least, so large entries and slow disks do not turn into retries. Elections still
         // follow --election-timeout.
         heartbeat_interval: cfg.heartbeat_interval.max(cfg.election_timeout / 2),
+        // openraft's election timer is off in clusters of more than one voter (elections run
+        // through the pre-vote, which draws from one to two timeouts itself); the maximum is
+        // also the lease for which a follower refuses votes after hearing a leader, which is
+        // one election timeout in etcd.
         election_timeout_min: cfg.election_timeout,
-        election_timeout_max: cfg.election_timeout * 2,
+        election_timeout_max: cfg.election_timeout + 1,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 1000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),

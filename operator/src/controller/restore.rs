@@ -86,7 +86,8 @@ async fn latest(b: &Backups) -> Result<String, String> {
         .ok_or_else(|| format!("no complete backup under {}", b.base_uri))
 }
 
-fn restore_failed_code(pods: &[Pod], first: &str) -> Option<String> {
+/// The last failed run of the first member's restore step: its exit code and message.
+fn restore_step_failure(pods: &[Pod], first: &str) -> Option<(i32, String)> {
     let p = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(first))?;
@@ -96,11 +97,15 @@ fn restore_failed_code(pods: &[Pod], first: &str) -> Option<String> {
         .into_iter()
         .flatten()
         .filter_map(|st| st.terminated.as_ref())
-        .find(|t| t.exit_code == kvstore::cli::fetch::EXIT_SOURCE_REFUSED as i32)
+        .find(|t| t.exit_code != 0)
         .map(|t| {
-            t.message
-                .clone()
-                .unwrap_or_else(|| "the backup was refused by the restore step".into())
+            let msg = t.message.as_deref().map(str::trim).unwrap_or_default();
+            let msg = if msg.is_empty() {
+                format!("the restore step exited with {}", t.exit_code)
+            } else {
+                msg.to_string()
+            };
+            (t.exit_code, msg)
         })
 }
 
@@ -216,6 +221,7 @@ pub async fn run(
         .collect();
     let previous = st.previous_cluster_id.clone();
     let first = v.member(0);
+    let step_failure = restore_step_failure(pods, &first);
     let mut obs = Observed {
         verified: None,
         safety_wanted: spec.safety_backup,
@@ -226,7 +232,10 @@ pub async fn run(
         first_restored: reports.iter().any(|r| {
             r.ordinal == 0 && r.cluster_id != 0 && Some(format!("{:x}", r.cluster_id)) != previous
         }),
-        first_failed: restore_failed_code(pods, &first),
+        first_failed: step_failure
+            .as_ref()
+            .filter(|(code, _)| *code == i32::from(kvstore::cli::fetch::EXIT_SOURCE_REFUSED))
+            .map(|(_, msg)| msg.clone()),
         voters: o.members.iter().filter(|m| !m.learner).count() as i32,
         desired: v.spec.replicas,
     };
@@ -281,6 +290,14 @@ pub async fn run(
                 tracing::warn!(pvc = %name, error = %e, "deleting a member volume failed");
             }
         }
+    }
+    if next == Phase::Starting {
+        // A step that failed for a reason worth another try (the store unreachable, say) is
+        // run again by the kubelet; the message says why it is taking long.
+        st.message = step_failure
+            .map(|(_, msg)| format!("the restore step failed and is tried again: {msg}"));
+    } else if phase == Phase::Starting && next != Phase::Failed {
+        st.message = None;
     }
     let init = (next == Phase::Starting).then(|| RestoreInit {
         uri: st.source.clone().unwrap_or_default(),
@@ -403,5 +420,49 @@ pub async fn bootstrap(
             };
             Some(Ok((init, st)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, restore: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"initContainerStatuses": [restore]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_restore_steps_last_failure_is_read_from_the_pod() {
+        let refused = pod(
+            "c-0",
+            serde_json::json!({"name": "restore", "ready": false, "restartCount": 0, "image": "i",
+                "imageID": "", "state": {"terminated": {"exitCode": 7, "message": "checksum\n"}}}),
+        );
+        assert_eq!(
+            restore_step_failure(&[refused], "c-0"),
+            Some((7, "checksum".into()))
+        );
+        // Running again after an unreachable store: the last run's failure counts.
+        let retried = pod(
+            "c-0",
+            serde_json::json!({"name": "restore", "ready": false, "restartCount": 1, "image": "i",
+                "imageID": "", "state": {"running": {}},
+                "lastState": {"terminated": {"exitCode": 2}}}),
+        );
+        assert_eq!(
+            restore_step_failure(std::slice::from_ref(&retried), "c-0"),
+            Some((2, "the restore step exited with 2".into()))
+        );
+        assert_eq!(restore_step_failure(&[retried], "c-1"), None);
+        let done = pod(
+            "c-0",
+            serde_json::json!({"name": "restore", "ready": true, "restartCount": 0, "image": "i",
+                "imageID": "", "state": {"terminated": {"exitCode": 0}}}),
+        );
+        assert_eq!(restore_step_failure(&[done], "c-0"), None);
     }
 }

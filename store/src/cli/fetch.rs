@@ -14,11 +14,25 @@ use sha2::{Digest, Sha256};
 
 use super::error::{CliError, ExitKind, Result};
 
-/// Exit status when the source is refused (missing, unreadable, or its checksum differs).
+/// Exit status when the source is refused (missing, damaged, or its checksum differs); a store
+/// that cannot be reached exits 2 instead, so that the step is worth running again.
 pub const EXIT_SOURCE_REFUSED: u8 = 7;
 
 fn refused(msg: String) -> CliError {
     CliError::new(ExitKind::SourceRefused, msg)
+}
+
+/// A failed read of `uri`: refused when the answer is about the object itself (it is missing,
+/// or its name is not valid), otherwise an error worth retrying (the store could not be reached,
+/// answered with a server error, or refused the credentials, which can be fixed without
+/// touching the backup).
+fn read_failed(uri: &str, e: &object_store::Error) -> CliError {
+    use object_store::Error as E;
+    let msg = format!("cannot read {uri} ({e})");
+    match e {
+        E::NotFound { .. } | E::InvalidPath { .. } => refused(msg),
+        _ => CliError::new(ExitKind::BadConnection, msg),
+    }
 }
 
 /// Whether `source` names an object in a store rather than a local file.
@@ -38,7 +52,7 @@ pub async fn download(uri: &str, dest: &Path, sha256: Option<&str>) -> Result<St
     let mut body = store
         .get(&path)
         .await
-        .map_err(|e| refused(format!("cannot read {uri} ({e})")))?
+        .map_err(|e| read_failed(uri, &e))?
         .into_stream();
     let file = std::fs::File::create(dest)
         .map_err(|e| CliError::error(format!("could not create {} ({e})", dest.display())))?;
@@ -53,7 +67,7 @@ pub async fn download(uri: &str, dest: &Path, sha256: Option<&str>) -> Result<St
     };
     let mut hash = Sha256::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| refused(format!("reading {uri} failed ({e})")))?;
+        let chunk = chunk.map_err(|e| read_failed(uri, &e))?;
         hash.update(&chunk);
         out.write_all(&chunk).map_err(|e| {
             refused(format!(
@@ -118,5 +132,36 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
+        assert_eq!(
+            e.exit_code(),
+            EXIT_SOURCE_REFUSED,
+            "a missing object is refused"
+        );
+    }
+
+    #[test]
+    fn a_store_that_fails_is_worth_another_try() {
+        let gone = object_store::Error::NotFound {
+            path: "b/k".into(),
+            source: "404".into(),
+        };
+        assert_eq!(
+            read_failed("s3://b/k", &gone).exit_code(),
+            EXIT_SOURCE_REFUSED
+        );
+        for e in [
+            object_store::Error::Generic {
+                store: "S3",
+                source: "error sending request: connection refused".into(),
+            },
+            object_store::Error::PermissionDenied {
+                path: "b/k".into(),
+                source: "403 Forbidden".into(),
+            },
+        ] {
+            let e = read_failed("s3://b/k", &e);
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert!(e.to_string().starts_with("cannot read s3://b/k ("), "{e}");
+        }
     }
 }

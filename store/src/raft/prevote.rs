@@ -72,11 +72,17 @@ pub fn grant(
 }
 
 /// Drive elections for `raft` (see the module header). Runs until Raft shuts down.
+///
+/// The timer runs from the last time a leader was heard and, separately, from this member's
+/// own last pre-vote: a failed pre-vote is not leader contact, so it does not keep this member
+/// from granting the next one another member asks for (as in etcd, where a pre-candidate has
+/// no leader).
 pub async fn run(raft: Raft, peers: Peers, contact: Arc<LeaderContact>) {
     let cfg = raft.config();
-    let (min, max) = (cfg.election_timeout_min, cfg.election_timeout_max);
+    let (et, lease) = (cfg.election_timeout_min, cfg.election_timeout_max);
     let mut rx = raft.metrics();
     let mut timeout: Option<Duration> = None;
+    let mut last_try: Option<Instant> = None;
     let mut own_elections = true;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -99,14 +105,12 @@ pub async fn run(raft: Raft, peers: Peers, contact: Arc<LeaderContact>) {
             contact.touch();
             continue;
         }
-        // A leader once known: its lease on the other voters lasts the longest election
-        // timeout past its last message; campaigning sooner is refused anyway.
-        let due = *timeout.get_or_insert_with(|| draw(min, max, m.vote.is_committed()));
-        if contact.since() < due {
+        let due = *timeout.get_or_insert_with(|| draw(et, lease));
+        if contact.since() < due || last_try.is_some_and(|t| t.elapsed() < due) {
             continue;
         }
-        timeout = Some(draw(min, max, m.vote.is_committed()));
-        contact.touch();
+        timeout = Some(draw(et, lease));
+        last_try = Some(Instant::now());
         let req = PreVote {
             last_log_index: m.last_log_index,
         };
@@ -124,7 +128,7 @@ pub async fn run(raft: Raft, peers: Peers, contact: Arc<LeaderContact>) {
             tracing::info!(granted, voters = voters.len(), "pre-vote won: campaigning");
             let _ = raft.trigger().elect().await;
         } else {
-            tracing::debug!(
+            tracing::info!(
                 granted,
                 voters = voters.len(),
                 "pre-vote lost: not campaigning"
@@ -133,10 +137,11 @@ pub async fn run(raft: Raft, peers: Peers, contact: Arc<LeaderContact>) {
     }
 }
 
-/// A randomized election timeout; past a known leader, its lease comes first.
-fn draw(min: u64, max: u64, after_leader: bool) -> Duration {
-    let r = rand::rng().random_range(min..=max.max(min));
-    Duration::from_millis(if after_leader { max + r } else { r })
+/// A randomized election timeout, from one to two election timeouts (`et` ms), and never
+/// shorter than the leader lease (`lease` ms) the voters hold against a candidate.
+fn draw(et: u64, lease: u64) -> Duration {
+    let r = rand::rng().random_range(et..=et.saturating_mul(2).max(et));
+    Duration::from_millis(r.max(lease))
 }
 
 #[cfg(test)]
@@ -177,12 +182,12 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_are_randomized_and_lease_first_after_a_leader() {
+    fn timeouts_are_randomized_and_outlast_the_lease() {
         for _ in 0..50 {
-            let d = draw(1000, 2000, false).as_millis();
-            assert!((1000..=2000).contains(&d));
-            let d = draw(1000, 2000, true).as_millis();
-            assert!((3000..=4000).contains(&d));
+            let d = draw(1000, 1001).as_millis();
+            assert!((1001..=2000).contains(&d), "{d}");
+            let d = draw(1000, 2500).as_millis();
+            assert_eq!(d, 2500);
         }
     }
 }

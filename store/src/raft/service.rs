@@ -85,6 +85,11 @@ impl RaftPeer for PeerService {
         let msg = req.into_inner();
         self.check(&msg)?;
         let rpc: AppendEntriesRequest<TypeConfig> = payload(&msg)?;
+        // The leader this member follows (or a newer one) is heard when its message arrives,
+        // not only once its entries are on disk: a slow fsync is no sign of a lost leader.
+        if rpc.vote.is_committed() && rpc.vote >= self.raft.metrics().borrow().vote {
+            self.contact.touch();
+        }
         let res = self.raft.append_entries(rpc).await;
         if res
             .as_ref()
@@ -158,7 +163,8 @@ impl RaftPeer for PeerService {
         self.check(&msg)?;
         let pv: PreVote = payload(&msg)?;
         let m = self.raft.metrics().borrow().clone();
-        let timeout = Duration::from_millis(self.raft.config().election_timeout_min);
+        // The lease for which openraft refuses a real vote after hearing a leader.
+        let timeout = Duration::from_millis(self.raft.config().election_timeout_max);
         reply(&grant(&pv, &m, self.contact.since(), timeout))
     }
 

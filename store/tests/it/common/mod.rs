@@ -16,13 +16,37 @@ pub fn kvstore_bin() -> PathBuf {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, reserved for this test process until it exits.
+///
+/// A member's ports must be known before it starts (the other members' configuration names
+/// them), so the port cannot be bound by the member itself. It is drawn at random from below
+/// the kernel's ephemeral range (which `bind(0)` and outgoing connections use, so nothing else
+/// takes it in the meantime), and reserved against the other test processes by a lock on a
+/// file named after it, held until this process exits.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("kvstore-it-ports");
+    std::fs::create_dir_all(&dir).expect("create the port reservation dir");
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port: u16 = rng.random_range(20_000..32_000);
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if lock.try_lock().is_err() || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        HELD.lock().unwrap().push(lock);
+        return port;
+    }
+    panic!("no free port found in 127.0.0.1:20000-32000");
 }
 
 /// One member process.
@@ -90,7 +114,10 @@ impl Member {
             .unwrap();
         let child = Command::new(kvstore_bin())
             .args(self.args())
-            .env("RUST_LOG", "info,openraft=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("IT_RUST_LOG").unwrap_or("info,openraft=warn".into()),
+            )
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -142,6 +169,20 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
+        // A failed test shows what each member logged (the temporary dir goes away).
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(400)..];
+            eprintln!(
+                "--- member {} log (last {} lines) ---",
+                self.name,
+                tail.len()
+            );
+            for l in tail {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 

@@ -269,21 +269,28 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
                 );
                 *last = now;
             }
-            k.status.as_ref().is_some_and(|s| {
-                s.restore
-                    .as_ref()
-                    .is_some_and(|r| r.request_id == "r1" && r.phase == "Complete")
-            }) && settled(k, 3)
+            let phase = k
+                .status
+                .as_ref()
+                .and_then(|s| s.restore.as_ref())
+                .filter(|r| r.request_id == "r1")
+                .map(|r| r.phase.as_str());
+            phase == Some("Failed") || phase == Some("Complete") && settled(k, 3)
         })
         .await?;
-    println!("restore to Available: {:.1} s", took.as_secs_f64());
     let k = env.kvc(NS, "bk").await?;
     let st = k.status.clone().unwrap();
     let restore = st.restore.clone().unwrap();
     println!("status.restore: {restore:?}");
     // The first member's init container restored it, from S3, with the checksum checked.
-    let log = env.kubectl_ok(&["logs", "-n", NS, "bk-0", "-c", "restore"])?;
+    let log = env.kubectl(&["logs", "-n", NS, "bk-0", "-c", "restore"])?;
+    let log = String::from_utf8_lossy(&log.stdout).into_owned();
     println!("restore container: {}", log.trim());
+    if restore.phase == "Failed" {
+        env.print_operator_log(60);
+        bail!("the restore failed: {:?}", restore.message);
+    }
+    println!("restore to Available: {:.1} s", took.as_secs_f64());
     assert!(
         log.contains(&format!("Restored snapshot {}", good.uri)),
         "{log}"
