@@ -102,7 +102,9 @@ pub struct ServerConfig {
     #[arg(long, env = "KVSTORE_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
     /// Maximum number of raft snapshot files to retain (0 is unlimited, as etcd; we keep 1+).
-    #[arg(long, env = "KVSTORE_MAX_SNAPSHOTS", default_value_t = 5)]
+    /// etcd keeps 5 by default, but its files hold only Raft metadata; ours hold the whole
+    /// keyspace, and only the newest is ever used, so one is the default.
+    #[arg(long, env = "KVSTORE_MAX_SNAPSHOTS", default_value_t = 1)]
     pub max_snapshots: usize,
     /// Interval between progress notifications to watchers that asked for them (e.g. 10m, 5s).
     #[arg(long = "experimental-watch-progress-notify-interval", env = "KVSTORE_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]

@@ -111,7 +111,9 @@ fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
         election_timeout_max: cfg.election_timeout + 1,
         install_snapshot_timeout: 10_000,
         max_payload_entries: 1000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_count.max(1)),
+        // Snapshots follow --snapshot-count in requests (see `snapshot_when_due`): an entry
+        // may carry a batch of them.
+        snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: cfg.snapshot_count.clamp(1, 5000),
         purge_batch_size: 256,
         ..Default::default()
@@ -328,6 +330,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     let node_cell: Arc<OnceLock<Arc<Node>>> = Arc::new(OnceLock::new());
     let mut tasks = Vec::new();
     let peer_svc = PeerService::new(raft.clone(), ident.cluster_id, node_cell.clone());
+    tokio::spawn(snapshot_when_due(
+        raft.clone(),
+        sm.clone(),
+        cfg.snapshot_count.max(1),
+    ));
     tokio::spawn(crate::raft::prevote::run(
         raft.clone(),
         peers.clone(),
@@ -420,6 +427,30 @@ async fn client_router(api: &Api) -> axum::Router {
 /// A member started from a restored snapshot holds data that its Raft log does not: once an
 /// entry is applied it takes a Raft snapshot and purges the log up to it, so that members added
 /// later receive the data as that snapshot instead of replaying a log that lacks it.
+/// Take a Raft snapshot (and so let the log be purged) every `count` applied requests, as
+/// etcd's `--snapshot-count` does. Runs until Raft shuts down.
+async fn snapshot_when_due(raft: Raft, sm: Arc<SmShared>, count: u64) {
+    let mut rx = raft.metrics();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if rx.borrow_and_update().running_state.is_err() {
+            return;
+        }
+        if sm.applied_since_snapshot() >= count {
+            let before = rx.borrow().snapshot;
+            if raft.trigger().snapshot().await.is_err() {
+                return;
+            }
+            // One at a time: wait until it is built (or a while, if building failed).
+            let _ = tokio::time::timeout(
+                Duration::from_secs(60),
+                rx.wait_for(|m| m.snapshot != before),
+            )
+            .await;
+        }
+    }
+}
+
 async fn seal_restored_state(raft: Raft) {
     let mut rx = raft.metrics();
     let applied = match rx.wait_for(|m| m.last_applied.is_some()).await {

@@ -27,8 +27,9 @@ use crate::mvcc::tables::*;
 use crate::mvcc::write::Store;
 use crate::pb::mvccpb::Event;
 
-/// How many raft snapshot files to keep by default (etcd's `--max-snapshots`).
-pub const DEFAULT_MAX_SNAPSHOTS: usize = 5;
+/// How many raft snapshot files to keep by default (etcd's `--max-snapshots`; a file here holds
+/// the whole keyspace, not only Raft metadata as etcd's do, and only the newest is used).
+pub const DEFAULT_MAX_SNAPSHOTS: usize = 1;
 
 /// redb page cache of `state.redb`.
 pub const STATE_CACHE_BYTES: usize = 128 * 1024 * 1024;
@@ -61,6 +62,8 @@ pub struct SmShared {
     compact: AtomicI64,
     events: broadcast::Sender<Arc<AppliedEvents>>,
     max_snapshots: std::sync::atomic::AtomicUsize,
+    /// Requests applied since the last snapshot (a batch entry counts each of its requests).
+    since_snapshot: std::sync::atomic::AtomicU64,
 }
 
 impl SmShared {
@@ -91,6 +94,7 @@ impl SmShared {
             compact: AtomicI64::new(compact),
             events,
             max_snapshots: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_SNAPSHOTS),
+            since_snapshot: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -296,7 +300,14 @@ impl SmShared {
                 last = Some(e.log_id);
                 let r = match e.payload {
                     EntryPayload::Blank => CommandResponse::Empty,
-                    EntryPayload::Normal(cmd) => apply_command(&mut store, &txn, cmd)?,
+                    EntryPayload::Normal(cmd) => {
+                        let n = match &cmd {
+                            Command::Batch(cmds) => cmds.len() as u64,
+                            _ => 1,
+                        };
+                        self.since_snapshot.fetch_add(n, Ordering::Relaxed);
+                        apply_command(&mut store, &txn, cmd)?
+                    }
                     EntryPayload::Membership(m) => {
                         let sm = StoredMembership::new(Some(e.log_id), m);
                         store.set_meta(META_MEMBERSHIP, &encode(&sm))?;
@@ -337,6 +348,12 @@ impl SmShared {
         Ok(files)
     }
 
+    /// Requests applied since the last snapshot was built (etcd's `--snapshot-count` counts
+    /// these, not Raft entries, which here may carry a batch of requests).
+    pub fn applied_since_snapshot(&self) -> u64 {
+        self.since_snapshot.load(Ordering::Relaxed)
+    }
+
     /// Keep at most `n` raft snapshot files (at least one).
     pub fn set_max_snapshots(&self, n: usize) {
         self.max_snapshots.store(n.max(1), Ordering::Release);
@@ -357,6 +374,9 @@ impl SmShared {
         // The log may be purged up to this snapshot: what it holds must be durable first.
         self.flush()?;
         let txn = self.read()?;
+        // (Requests applied while this snapshot is written go uncounted: the next one comes
+        // that much later.)
+        self.since_snapshot.store(0, Ordering::Relaxed);
         let meta_t = txn.open_table(META)?;
         let last: Option<LogId> = match meta_t.get(META_LAST_APPLIED)? {
             Some(v) => decode("last applied", v.value())?,
