@@ -48,9 +48,30 @@ fn kvstore_bin() -> PathBuf {
     fallback
 }
 
+/// A free port on 127.0.0.1 that nothing else takes before the member binds it: drawn below
+/// the kernel's ephemeral range and reserved (for this process's life) by a lock on a file
+/// shared with the store's tests.
 fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    use rand::Rng;
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("kvstore-it-ports");
+    std::fs::create_dir_all(&dir).expect("create the port reservation dir");
+    for _ in 0..1000 {
+        let port: u16 = rand::rng().random_range(20_000..32_000);
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if lock.try_lock().is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap().push(lock);
+            return port;
+        }
+    }
+    panic!("no free port found in 127.0.0.1:20000-32000");
 }
 
 /// GET /health over plain HTTP/1.1; true once the member reports a leader.
