@@ -424,9 +424,6 @@ async fn client_router(api: &Api) -> axum::Router {
     gateway::router(routes, s)
 }
 
-/// A member started from a restored snapshot holds data that its Raft log does not: once an
-/// entry is applied it takes a Raft snapshot and purges the log up to it, so that members added
-/// later receive the data as that snapshot instead of replaying a log that lacks it.
 /// Take a Raft snapshot (and so let the log be purged) every `count` applied requests, as
 /// etcd's `--snapshot-count` does. Runs until Raft shuts down.
 async fn snapshot_when_due(raft: Raft, sm: Arc<SmShared>, count: u64) {
@@ -451,6 +448,9 @@ async fn snapshot_when_due(raft: Raft, sm: Arc<SmShared>, count: u64) {
     }
 }
 
+/// A member started from a restored snapshot holds data that its Raft log does not: once an
+/// entry is applied it takes a Raft snapshot and purges the log up to it, so that members added
+/// later receive the data as that snapshot instead of replaying a log that lacks it.
 async fn seal_restored_state(raft: Raft) {
     let mut rx = raft.metrics();
     let applied = match rx.wait_for(|m| m.last_applied.is_some()).await {
