@@ -312,6 +312,13 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
 
     let log_store = LogStore::new(log_db.clone())?;
     let sm = SmShared::open(&dir)?;
+    // A lone voter resumes at once; otherwise (or when the membership applied before the
+    // crash is not known yet) a restarted leader leaves the choice to an election, as etcd does.
+    let voters: Vec<u64> = sm.applied_state()?.1.membership().voter_ids().collect();
+    let lone = voters == [ident.member_id];
+    if !lone && log_store.step_down(ident.member_id).await? {
+        tracing::info!("was the leader before this restart: starting as a follower");
+    }
     sm.set_max_snapshots(if cfg.max_snapshots == 0 {
         usize::MAX
     } else {

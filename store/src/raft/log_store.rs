@@ -307,6 +307,27 @@ impl LogStore {
         Ok(out)
     }
 
+    /// Give up a leadership this member held before it stopped: its vote, saved as granted by
+    /// a quorum, is saved again as only asked for (same term), so openraft starts it as a
+    /// follower instead of resuming as leader, and the cluster elects a leader in a new term
+    /// (etcd's behaviour: a restarted leader never carries on its old term). Returns whether
+    /// the vote was changed. Safe: the member still holds its vote for that term, so it never
+    /// grants another candidate in it.
+    pub async fn step_down(&self, me: u64) -> Result<bool> {
+        let vote: Option<Vote> = Self::meta_in(&self.db, KEY_VOTE)?;
+        match vote {
+            Some(v) if v.committed && v.leader_id.voted_for() == Some(me) => {
+                let asked = Vote {
+                    committed: false,
+                    ..v
+                };
+                self.write_and_wait(|done| Op::Vote(asked, done)).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Queue an operation and wait until it is durable.
     async fn write_and_wait(&self, make: impl FnOnce(Done) -> Op) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
