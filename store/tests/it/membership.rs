@@ -131,6 +131,24 @@ async fn member_with_lost_data_is_refused_then_replaced() {
         let mut vc = client(&cluster.members[victim].client_url()).await.unwrap();
         vc.status().await.unwrap().header().unwrap().member_id()
     };
+    // It has run once the cluster knows its client URLs (published as it started); a member
+    // that never got that far is one that was added but not started yet, and may start empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = c.member_list().await.unwrap();
+        if list
+            .members()
+            .iter()
+            .any(|m| m.id() == old_id && !m.client_urls().is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the member never published its URLs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.members[victim].kill();
     std::fs::remove_dir_all(cluster.members[victim].dir.join("data")).unwrap();
     cluster.members[victim].state = "existing";

@@ -279,11 +279,14 @@ impl Env {
     /// Print the operator's last `tail` log lines (for a failed scenario's output).
     pub fn print_operator_log(&self, tail: u32) {
         let tail = tail.to_string();
+        // Every replica's log (the standby's is short): which one led is in the lines.
         let args = [
             "logs",
             "-n",
             "kv-system",
-            "deploy/kv-operator",
+            "-l",
+            "app.kubernetes.io/name=kv-operator",
+            "--prefix",
             "--tail",
             &tail,
         ];

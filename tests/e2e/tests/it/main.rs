@@ -202,7 +202,28 @@ async fn operator_lifecycle_with_helm_kubectl_and_etcdctl() -> Result<()> {
     let r = scenario(&env).await;
     if let Err(e) = &r {
         eprintln!("scenario failed: {e:#}");
-        env.print_operator_log(40);
+        env.print_operator_log(80);
+        for args in [
+            &["get", "events", "-n", NS][..],
+            &[
+                "logs",
+                "-n",
+                NS,
+                "-l",
+                "app.kubernetes.io/instance=demo",
+                "--prefix",
+                "--tail",
+                "100",
+            ][..],
+        ] {
+            if let Ok(o) = env.kubectl(args) {
+                eprintln!(
+                    "kubectl {}:\n{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stdout)
+                );
+            }
+        }
     }
     env.stop().await;
     r
