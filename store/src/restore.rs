@@ -176,7 +176,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
         let revision = meta_i64(&txn.open_table(META)?, META_REVISION)?.max(1);
         txn.commit()?;
         let log_db = Arc::new(crate::raft::log_store::open_log_db(&dir.join("raft.redb"))?);
-        LogStore::new(log_db.clone(), &dir.join(crate::raft::log_store::WAL_FILE))?;
+        LogStore::new(log_db.clone())?;
         write_identity(
             &log_db,
             &Identity {

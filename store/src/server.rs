@@ -310,7 +310,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         "starting member"
     );
 
-    let log_store = LogStore::new(log_db.clone(), &dir.join(crate::raft::log_store::WAL_FILE))?;
+    let log_store = LogStore::new(log_db.clone())?;
     let sm = SmShared::open(&dir)?;
     // A lone voter resumes at once; otherwise (or when the membership applied before the
     // crash is not known yet) a restarted leader leaves the choice to an election, as etcd does.

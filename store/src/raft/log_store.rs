@@ -3,17 +3,16 @@
 //!
 //! One writer thread owns every change to the log. `append` hands its entries to the writer and
 //! keeps them in an in-memory tail, so they are readable at once (as openraft requires) and
-//! openraft's core never waits for the disk. The writer takes everything queued meanwhile,
-//! appends it to the journal ([`super::wal`]) with one `fdatasync`, reports those appends
-//! flushed, in order (group commit, whose batches grow with the load), and then writes them
-//! into redb without an fsync; every [`WAL_CHECKPOINT_BYTES`] of journal a durable redb commit
-//! lets the journal start again. Truncation, purge and the vote go through the same queue, so
-//! the journal and the file always hold an ordered prefix of the operations, and their callers
-//! wait for them to be durable.
+//! openraft's core never waits for the disk. The writer takes everything queued meanwhile and
+//! writes it in one durable redb commit (one fsync), then reports those appends flushed, in
+//! order: group commit, whose batches grow with the load. Truncation, purge and the vote go
+//! through the same queue, so the file always holds an ordered prefix of the operations, and
+//! their callers wait for them to be durable.
 //!
 //! The tail keeps the most recent entries (flushed or not, up to [`TAIL_BYTES`]), so replication
 //! reads of recent entries are served from memory; older ones are read from redb.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Mutex};
@@ -22,22 +21,19 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::log_records as records;
-use super::log_tail::Tail;
 use super::typ::{Entry, LogId, StorageError, Vote};
-use super::wal::Wal;
 use super::{TypeConfig, sto_err};
 use crate::error::{Error, Result};
-use crate::mvcc::tables::decode;
+use crate::mvcc::tables::{decode, encode};
 
 /// Raft log entries: index → bincode `Entry`.
 pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Raft scalars and the member's identity.
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 
-pub(super) const KEY_VOTE: &str = "vote";
-pub(super) const KEY_COMMITTED: &str = "committed";
-pub(super) const KEY_PURGED: &str = "last_purged";
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
 
 /// redb page cache of `raft.redb`: replication reads recent entries only.
 pub const LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -45,13 +41,6 @@ pub const LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Encoded bytes of recent entries kept in memory once durable (at least the last entry is
 /// always kept; entries not yet durable are never dropped).
 pub const TAIL_BYTES: usize = 64 * 1024 * 1024;
-
-/// Journal bytes after which the writer commits redb durably and empties the journal (bounds
-/// the replay after a crash and the space redb cannot reuse until a durable commit).
-pub const WAL_CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
-
-/// The journal's file name, beside `raft.redb`.
-pub const WAL_FILE: &str = "raft.wal";
 
 /// Open (or create) a member's `raft.redb`.
 pub fn open_log_db(path: &std::path::Path) -> Result<Database, redb::DatabaseError> {
@@ -77,15 +66,86 @@ enum Op {
 
 type Done = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
 
-impl Op {
-    /// Its journal record.
-    fn record(&self) -> Vec<u8> {
-        match self {
-            Op::Append(entries, _, _) => records::append(entries),
-            Op::Truncate(index, _) => records::truncate(*index),
-            Op::Purge(log_id, _) => records::purge(log_id),
-            Op::Vote(v, _) => records::vote(v),
-            Op::Committed(c) => records::committed(c),
+/// An entry in the tail: the entry, its encoded size, and the sequence number of its append.
+type TailEntry = (Entry, usize, u64);
+
+/// The most recent entries: every entry of the log at or after `start`, in index order.
+#[derive(Default)]
+struct Tail {
+    entries: VecDeque<TailEntry>,
+    /// Index of the first entry the tail stands for (the next index to append when empty).
+    start: u64,
+    /// Encoded bytes held.
+    bytes: usize,
+    /// Sequence number of the next append.
+    next_seq: u64,
+    /// Appends with a sequence number below this are in the database. An entry removed from
+    /// the log (truncated or purged) is removed from the tail first, so an entry still in the
+    /// tail whose append is durable is in the database.
+    durable_seq: u64,
+    /// The last purged log id.
+    purged: Option<LogId>,
+}
+
+impl Tail {
+    fn next_index(&self) -> u64 {
+        self.start + self.entries.len() as u64
+    }
+
+    fn push(&mut self, e: Entry, size: usize, seq: u64) {
+        let index = e.log_id.index;
+        if index < self.next_index() {
+            // Overwrite without an explicit truncation: drop the stale suffix first.
+            self.truncate(index);
+        }
+        if self.entries.is_empty() {
+            self.start = index;
+        }
+        debug_assert_eq!(index, self.next_index(), "log entries must be contiguous");
+        self.bytes += size;
+        self.entries.push_back((e, size, seq));
+    }
+
+    fn truncate(&mut self, index: u64) {
+        if index <= self.start {
+            self.entries.clear();
+            self.bytes = 0;
+            self.start = index;
+        } else {
+            let keep = (index - self.start) as usize;
+            for (_, size, _) in self.entries.drain(keep.min(self.entries.len())..) {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    fn purge(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(e, _, _)| e.log_id.index <= index)
+        {
+            if let Some((_, size, _)) = self.entries.pop_front() {
+                self.bytes -= size;
+            }
+            self.start += 1;
+        }
+        if self.entries.is_empty() {
+            self.start = self.start.max(index + 1);
+        }
+    }
+
+    /// Drop the oldest durable entries beyond the memory budget (keeping the last one).
+    fn trim(&mut self) {
+        while self.bytes > TAIL_BYTES && self.entries.len() > 1 {
+            match self.entries.front() {
+                Some((_, _, seq)) if *seq < self.durable_seq => {}
+                _ => break,
+            }
+            if let Some((_, size, _)) = self.entries.pop_front() {
+                self.bytes -= size;
+            }
+            self.start += 1;
         }
     }
 }
@@ -98,37 +158,20 @@ pub struct LogStore {
     writer: std::sync::mpsc::Sender<Op>,
 }
 
-/// The writer thread: journal each batch (one fsync), report it done, write it into redb, and
-/// checkpoint now and then. After a failure nothing more is written: every later operation
-/// fails, and openraft stops (the journal is replayed at the next start).
-fn writer(
-    db: Arc<Database>,
-    mut wal: Wal,
-    checkpoint_bytes: u64,
-    tail: Arc<Mutex<Tail>>,
-    rx: std::sync::mpsc::Receiver<Op>,
-) {
-    let mut failed: Option<String> = None;
+/// Write queued operations in batches, one durable commit per batch, then report them done.
+fn writer(db: Arc<Database>, tail: Arc<Mutex<Tail>>, rx: std::sync::mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let records: Vec<Vec<u8>> = batch.iter().map(Op::record).collect();
-        // Committed-index updates alone need no fsync: the next one carries them.
+        // A batch of committed-index updates alone needs no fsync: the next durable commit
+        // carries it.
         let durable = batch.iter().any(|op| !matches!(op, Op::Committed(_)));
-        if failed.is_none() {
-            let start = std::time::Instant::now();
-            let res = wal
-                .append(&records)
-                .and_then(|()| if durable { wal.sync() } else { Ok(()) });
-            if durable {
-                crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
-            }
-            if let Err(e) = res {
-                tracing::error!(error = %e, "raft journal write failed; the log stops");
-                failed = Some(format!("raft journal write failed: {e}"));
-            }
+        let start = std::time::Instant::now();
+        let res = write_batch(&db, &batch, durable);
+        if durable {
+            crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
         }
         let last_seq = batch
             .iter()
@@ -137,76 +180,76 @@ fn writer(
                 _ => None,
             })
             .next_back();
-        // Appends are reported as soon as the journal has them; truncation, purge and the vote
-        // once redb has them too, as their callers read them back from redb.
-        let outcome = failed.clone().map_or(Ok(()), Err);
-        let mut dones = Vec::new();
+        if res.is_ok()
+            && let Some(seq) = last_seq
+        {
+            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+            t.durable_seq = t.durable_seq.max(seq + 1);
+            t.trim();
+        }
+        let err = |e: &Error| e.to_string();
         for op in batch {
             match op {
-                Op::Append(_, _, cb) => {
-                    cb.log_io_completed(outcome.clone().map_err(std::io::Error::other))
+                Op::Append(_, _, cb) => cb.log_io_completed(
+                    res.as_ref()
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::other(err(e))),
+                ),
+                Op::Truncate(_, done) | Op::Purge(_, done) | Op::Vote(_, done) => {
+                    let _ = done.send(res.as_ref().map(|_| ()).map_err(err));
                 }
-                Op::Truncate(_, done) | Op::Purge(_, done) | Op::Vote(_, done) => dones.push(done),
                 Op::Committed(_) => {}
             }
-        }
-        if failed.is_some() {
-            for done in dones {
-                let _ = done.send(outcome.clone());
-            }
-            continue;
-        }
-        let checkpoint = wal.len() >= checkpoint_bytes;
-        let durability = if checkpoint {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        let res = records::apply(&db, &records, durability)
-            .and_then(|()| if checkpoint { Ok(wal.reset()?) } else { Ok(()) });
-        match res {
-            Ok(()) => {
-                if let Some(seq) = last_seq {
-                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                    t.durable_seq = t.durable_seq.max(seq + 1);
-                    t.trim();
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "raft log write failed; the log stops");
-                failed = Some(format!("raft log write failed: {e}"));
-            }
-        }
-        let outcome = failed.clone().map_or(Ok(()), Err);
-        for done in dones {
-            let _ = done.send(outcome.clone());
         }
     }
 }
 
-impl LogStore {
-    /// Wrap an open `raft.redb`, creating its tables, replay the journal at `wal` onto it, and
-    /// start the writer thread.
-    pub fn new(db: Arc<Database>, wal: &std::path::Path) -> Result<Self> {
-        Self::with_checkpoint(db, wal, WAL_CHECKPOINT_BYTES)
+fn write_batch(db: &Database, batch: &[Op], durable: bool) -> Result<()> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
+    {
+        let mut log = txn.open_table(LOG)?;
+        let mut meta = txn.open_table(RAFT_META)?;
+        let mut committed = None;
+        for op in batch {
+            match op {
+                Op::Append(entries, _, _) => {
+                    for e in entries {
+                        log.insert(e.log_id.index, encode(e).as_slice())?;
+                    }
+                }
+                Op::Truncate(index, _) => {
+                    log.retain_in::<u64, _>(*index.., |_, _| false)?;
+                }
+                Op::Purge(log_id, _) => {
+                    log.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+                    meta.insert(KEY_PURGED, encode(log_id).as_slice())?;
+                }
+                Op::Vote(vote, _) => {
+                    meta.insert(KEY_VOTE, encode(vote).as_slice())?;
+                }
+                Op::Committed(c) => committed = Some(*c),
+            }
+        }
+        if let Some(c) = committed {
+            meta.insert(KEY_COMMITTED, encode(&c).as_slice())?;
+        }
     }
+    txn.commit()?;
+    Ok(())
+}
 
-    /// [`LogStore::new`] with a checkpoint every `checkpoint_bytes` of journal.
-    pub fn with_checkpoint(
-        db: Arc<Database>,
-        wal: &std::path::Path,
-        checkpoint_bytes: u64,
-    ) -> Result<Self> {
+impl LogStore {
+    /// Wrap an open `raft.redb`, creating its tables, and start its writer thread.
+    pub fn new(db: Arc<Database>) -> Result<Self> {
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(RAFT_META)?;
         txn.commit()?;
-        let (mut wal, records) = Wal::open(wal)?;
-        if !records.is_empty() {
-            records::apply(&db, &records, Durability::Immediate)?;
-            wal.reset()?;
-            tracing::info!(records = records.len(), "raft journal replayed");
-        }
         let purged: Option<LogId> = Self::meta_in(&db, KEY_PURGED)?;
         let last = Self::last_in_db(&db)?.or(purged);
         let tail = Arc::new(Mutex::new(Tail {
@@ -218,7 +261,7 @@ impl LogStore {
         let (writer_db, writer_tail) = (db.clone(), tail.clone());
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer(writer_db, wal, checkpoint_bytes, writer_tail, rx))?;
+            .spawn(move || writer(writer_db, writer_tail, rx))?;
         Ok(LogStore {
             db,
             tail,

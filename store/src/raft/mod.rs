@@ -2,16 +2,13 @@
 //! peer network and its gRPC service.
 
 pub mod command;
-pub mod log_records;
 pub mod log_store;
-mod log_tail;
 pub mod network;
 pub mod prevote;
 pub mod proposer;
 pub mod service;
 pub mod snapshot;
 pub mod state_machine;
-pub mod wal;
 
 use serde::{Deserialize, Serialize};
 
@@ -94,15 +91,13 @@ mod suite {
     use super::state_machine::{SmShared, StateMachine};
     use super::{TypeConfig, typ::StorageError};
 
-    /// Builds stores whose journal is checkpointed every this many bytes.
-    struct Builder(u64);
+    struct Builder;
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
             let db = super::log_store::open_log_db(&dir.path().join("raft.redb")).expect("raft db");
-            let wal = dir.path().join(super::log_store::WAL_FILE);
-            let log = LogStore::with_checkpoint(Arc::new(db), &wal, self.0).expect("log store");
+            let log = LogStore::new(Arc::new(db)).expect("log store");
             let sm = SmShared::open(dir.path()).expect("state machine");
             Ok((dir, log, StateMachine::new(sm)))
         }
@@ -110,15 +105,7 @@ mod suite {
 
     #[test]
     fn openraft_storage_suite() {
-        let default = super::log_store::WAL_CHECKPOINT_BYTES;
-        if let Err(e) = Suite::test_all(Builder(default)) {
-            panic!("storage suite failed: {e}");
-        }
-    }
-
-    #[test]
-    fn openraft_storage_suite_with_a_checkpoint_after_every_write() {
-        if let Err(e) = Suite::test_all(Builder(1)) {
+        if let Err(e) = Suite::test_all(Builder) {
             panic!("storage suite failed: {e}");
         }
     }
