@@ -276,22 +276,24 @@ impl Env {
             .collect())
     }
 
-    /// Print the operator's last `tail` log lines (for a failed scenario's output).
+    /// Print the operator's last `tail` log lines (for a failed scenario's output): every
+    /// replica's (the standby's is short), so which one led is in the lines.
     pub fn print_operator_log(&self, tail: u32) {
+        self.print_logs("kv-system", "app.kubernetes.io/name=kv-operator", tail);
+    }
+
+    /// Print the last `tail` log lines of every pod in `ns` matching `selector`, each line
+    /// prefixed with its pod and container.
+    pub fn print_logs(&self, ns: &str, selector: &str, tail: u32) {
         let tail = tail.to_string();
-        // Every replica's log (the standby's is short): which one led is in the lines.
         let args = [
-            "logs",
-            "-n",
-            "kv-system",
-            "-l",
-            "app.kubernetes.io/name=kv-operator",
-            "--prefix",
-            "--tail",
-            &tail,
+            "logs", "-n", ns, "-l", selector, "--prefix", "--tail", &tail,
         ];
         if let Ok(o) = self.kubectl(&args) {
-            eprintln!("operator log:\n{}", String::from_utf8_lossy(&o.stdout));
+            eprintln!(
+                "logs of {ns}/{selector}:\n{}",
+                String::from_utf8_lossy(&o.stdout)
+            );
         }
     }
 

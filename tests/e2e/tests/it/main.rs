@@ -172,7 +172,7 @@ async fn raft_term(env: &Env) -> Result<u64> {
         .with_context(|| format!("no raftTerm in {out}"))
 }
 
-/// How often the `kvstore` container of pod `name` has restarted.
+/// How often the containers of pod `name` have restarted (a member pod runs one).
 async fn restarts(env: &Env, name: &str) -> Result<i32> {
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(env.client.clone(), NS);
@@ -203,27 +203,10 @@ async fn operator_lifecycle_with_helm_kubectl_and_etcdctl() -> Result<()> {
     if let Err(e) = &r {
         eprintln!("scenario failed: {e:#}");
         env.print_operator_log(80);
-        for args in [
-            &["get", "events", "-n", NS][..],
-            &[
-                "logs",
-                "-n",
-                NS,
-                "-l",
-                "app.kubernetes.io/instance=demo",
-                "--prefix",
-                "--tail",
-                "100",
-            ][..],
-        ] {
-            if let Ok(o) = env.kubectl(args) {
-                eprintln!(
-                    "kubectl {}:\n{}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&o.stdout)
-                );
-            }
+        if let Ok(o) = env.kubectl(&["get", "events", "-n", NS]) {
+            eprintln!("events:\n{}", String::from_utf8_lossy(&o.stdout));
         }
+        env.print_logs(NS, "app.kubernetes.io/instance=demo", 100);
     }
     env.stop().await;
     r
