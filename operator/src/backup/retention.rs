@@ -1,5 +1,6 @@
 //! Which backups to delete (pure): keep the newest `keepLast` and those younger than `maxAge`;
-//! the newest good backup is never deleted, whatever the policy says. Objects of a backup that
+//! the newest good backup is never deleted, whatever the policy says, nor one the resource
+//! names as a restore or bootstrap source (pinned). Objects of a backup that
 //! never completed (no metadata) are removed once they are clearly abandoned.
 
 use chrono::{DateTime, Duration, Utc};
@@ -30,11 +31,12 @@ pub fn parse_age(s: &str) -> Option<Duration> {
     }
 }
 
-/// The names to delete.
+/// The names to delete; `pinned` names are kept whatever the policy says.
 pub fn to_delete(
     stored: &[Stored],
     keep_last: Option<u32>,
     max_age: Option<Duration>,
+    pinned: &[String],
     now: DateTime<Utc>,
 ) -> Vec<String> {
     let mut good: Vec<&Stored> = stored.iter().filter(|s| s.complete).collect();
@@ -55,6 +57,7 @@ pub fn to_delete(
             .filter(|s| !s.complete && now - s.time > ABANDONED_AFTER)
             .map(|s| s.name.clone()),
     );
+    out.retain(|n| !pinned.contains(n));
     out.sort();
     out
 }
@@ -81,10 +84,10 @@ mod tests {
     #[test]
     fn keep_last_n() {
         let s = backups(&[1, 2, 3, 4, 5]);
-        assert_eq!(to_delete(&s, Some(3), None, at(6)), ["b01", "b02"]);
-        assert!(to_delete(&s, Some(5), None, at(6)).is_empty());
+        assert_eq!(to_delete(&s, Some(3), None, &[], at(6)), ["b01", "b02"]);
+        assert!(to_delete(&s, Some(5), None, &[], at(6)).is_empty());
         assert!(
-            to_delete(&s, None, None, at(6)).is_empty(),
+            to_delete(&s, None, None, &[], at(6)).is_empty(),
             "no policy keeps all"
         );
     }
@@ -94,7 +97,7 @@ mod tests {
         let s = backups(&[1, 2, 3, 4, 5]);
         // Older than 2h at hour 6: b01..b03; keep 4 would only drop b01.
         assert_eq!(
-            to_delete(&s, Some(4), Some(Duration::hours(2)), at(6)),
+            to_delete(&s, Some(4), Some(Duration::hours(2)), &[], at(6)),
             ["b01", "b02", "b03"]
         );
     }
@@ -108,7 +111,7 @@ mod tests {
             time: at(4),
             complete: false,
         });
-        let del = to_delete(&s, Some(1), Some(Duration::minutes(1)), at(100));
+        let del = to_delete(&s, Some(1), Some(Duration::minutes(1)), &[], at(100));
         assert_eq!(del, ["b01", "b02", "b04-partial"]);
         assert!(!del.contains(&"b03".to_string()));
     }
@@ -121,7 +124,19 @@ mod tests {
             time: at(2),
             complete: false,
         });
-        assert!(to_delete(&s, Some(1), None, at(3)).is_empty());
+        assert!(to_delete(&s, Some(1), None, &[], at(3)).is_empty());
+    }
+
+    #[test]
+    fn a_pinned_backup_outlives_the_policy() {
+        // A restore reads b02 while newer backups (its safety backup among them) arrive.
+        let s = backups(&[1, 2, 3, 4]);
+        let pinned = ["b02".to_string()];
+        assert_eq!(to_delete(&s, Some(1), None, &pinned, at(5)), ["b01", "b03"]);
+        assert_eq!(
+            to_delete(&s, None, Some(Duration::minutes(1)), &pinned, at(5)),
+            ["b01", "b03"]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the membership calls a step needs (over the store's own Cluster and Maintenance APIs).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -23,6 +23,7 @@ pub async fn apply(client: &Client, v: &Validated, built: Built) -> Result<(), E
     let Built {
         peer_service,
         client_service,
+        join,
         statefulset,
         pdb,
     } = built;
@@ -41,6 +42,14 @@ pub async fn apply(client: &Client, v: &Validated, built: Built) -> Result<(), E
             &Patch::Apply(&client_service),
         )
         .await?;
+    // Before the StatefulSet: a member's container needs it to start.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &v.namespace);
+    maps.patch(
+        &super::build::join::name(v),
+        &params("join"),
+        &Patch::Apply(&join),
+    )
+    .await?;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), &v.namespace);
     sets.patch(&v.name, &params("statefulset"), &Patch::Apply(&statefulset))
         .await?;

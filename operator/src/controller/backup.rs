@@ -56,13 +56,15 @@ fn parse_ts(s: &Option<String>) -> Option<DateTime<Utc>> {
     s.as_deref().and_then(|s| s.parse().ok())
 }
 
-/// Run the backup step for a cluster whose spec has `backup`.
+/// Run the backup step for a cluster whose spec has `backup`. `sources` are the restore and
+/// bootstrap sources the resource names: retention never deletes them.
 pub async fn run(
     ctx: &Context,
     kvc: &KVCluster,
     v: &Validated,
     spec: &BackupSpec,
     reports: &[MemberReport],
+    sources: &[String],
     now: DateTime<Utc>,
 ) -> Outcome {
     let prev = kvc
@@ -157,7 +159,8 @@ pub async fn run(
         }
     }
     if let Some(b) = &backups {
-        match retain(b, spec, now).await {
+        let pinned: Vec<String> = sources.iter().filter_map(|s| b.name_of(s)).collect();
+        match retain(b, spec, &pinned, now).await {
             Ok(kept) => st.kept = kept,
             Err(why) => tracing::warn!(error = %why, "backup retention failed"),
         }
@@ -269,8 +272,13 @@ pub async fn take(
     })
 }
 
-/// Apply retention; the number of complete backups left.
-async fn retain(b: &Backups, spec: &BackupSpec, now: DateTime<Utc>) -> Result<u32, String> {
+/// Apply retention, sparing `pinned`; the number of complete backups left.
+async fn retain(
+    b: &Backups,
+    spec: &BackupSpec,
+    pinned: &[String],
+    now: DateTime<Utc>,
+) -> Result<u32, String> {
     let prefix = object_store::path::Path::from(b.prefix.clone());
     let mut list = b.store.list(Some(&prefix));
     let mut found: BTreeMap<String, Stored> = BTreeMap::new();
@@ -295,8 +303,9 @@ async fn retain(b: &Backups, spec: &BackupSpec, now: DateTime<Utc>) -> Result<u3
     }
     let stored: Vec<Stored> = found.into_values().collect();
     let max_age = spec.retention.max_age.as_deref().and_then(parse_age);
-    let doomed = to_delete(&stored, spec.retention.keep_last, max_age, now);
+    let doomed = to_delete(&stored, spec.retention.keep_last, max_age, pinned, now);
     for name in &doomed {
+        tracing::info!(backup = %name, prefix = %b.prefix, "retention deletes a backup");
         for path in files.get(name).into_iter().flatten() {
             b.store.delete(path).await.map_err(|e| e.to_string())?;
         }

@@ -71,7 +71,16 @@ pub async fn reconcile(kvc: Arc<KVCluster>, ctx: Arc<Context>) -> Result<Action,
     res
 }
 
-async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(cached: &KVCluster, ctx: &Context) -> Result<Action, Error> {
+    // The cache can lag behind this operator's own last status write; what must happen once
+    // (a trigger's backup, a restore's safety backup, a restore request) is decided on the API
+    // server's copy.
+    let api: Api<KVCluster> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(kvc) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let kvc = &kvc;
     let v = match validate(kvc) {
         Ok(v) => v,
         Err(e) => {
@@ -279,6 +288,9 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
         Step::Wait(why) => tracing::info!(reason = why, "waiting"),
         Step::Done => {}
     }
+    if !matches!(step, Step::Wait(_) | Step::Done) {
+        tracing::info!(?step, "membership step");
+    }
     apply::apply(&ctx.client, &v, build(&v, &plan)).await?;
     if let Step::Restart { ordinal } = &step {
         apply::restart_pod(&ctx.client, &v, *ordinal).await?;
@@ -317,7 +329,19 @@ async fn reconcile_inner(kvc: &KVCluster, ctx: &Context) -> Result<Action, Error
     match &kvc.spec.backup {
         Some(spec) if observed.leader.is_some() => {
             let now = chrono::Utc::now();
-            let out = super::backup::run(ctx, kvc, &v, spec, &reports, now).await;
+            // What a restore reads or a bootstrap names is kept whatever the retention.
+            let sources: Vec<String> = [
+                kvc.spec.restore.as_ref().and_then(|r| r.source.clone()),
+                st.restore.as_ref().and_then(|r| r.source.clone()),
+                kvc.spec
+                    .bootstrap
+                    .as_ref()
+                    .and_then(|b| b.from_backup.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let out = super::backup::run(ctx, kvc, &v, spec, &reports, &sources, now).await;
             for (warning, reason, note) in out.events {
                 event(ctx, kvc, warning, reason, note).await;
             }

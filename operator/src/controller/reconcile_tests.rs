@@ -381,6 +381,48 @@ async fn a_due_scheduled_backup_runs_once_and_failures_turn_backup_ready_false()
     assert_eq!(h.world.lock().unwrap().snapshots.len(), 1);
 }
 
+#[tokio::test]
+async fn a_stale_cached_object_takes_no_second_backup() {
+    // The controller's cache can hand out the object as it was before the last status write.
+    let h = Harness::new(3);
+    h.settle().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    h.edit(|k| {
+        k["spec"]["backup"] = json!({
+            "store": {"provider": "Filesystem", "path": path},
+            "retention": {"keepLast": 1},
+            "trigger": "t1",
+        })
+    });
+    let stale = Arc::new(h.kvc());
+    reconcile(stale.clone(), h.ctx.clone()).await.unwrap();
+    reconcile(stale, h.ctx.clone()).await.unwrap();
+    assert_eq!(h.world.lock().unwrap().snapshots.len(), 1, "one trigger");
+    let source = backup_status(&h).last_successful.unwrap().name;
+    // A restore of that backup: one safety backup, and the source outlives keepLast 1.
+    h.edit(|k| {
+        k["spec"]["restore"] =
+            json!({"requestId": "r1", "source": source, "acknowledgeDataLoss": true})
+    });
+    let stale = Arc::new(h.kvc());
+    reconcile(stale.clone(), h.ctx.clone()).await.unwrap();
+    reconcile(stale, h.ctx.clone()).await.unwrap();
+    assert_eq!(
+        h.world.lock().unwrap().snapshots.len(),
+        2,
+        "one safety backup"
+    );
+    assert!(restore_status(&h).safety_backup.is_some());
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join("db/demo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert_eq!(kept.len(), 2, "the source and the safety backup: {kept:?}");
+    assert!(kept.contains(&format!("{source}.json")), "{kept:?}");
+}
+
 /// A backup in a Filesystem store, taken through a trigger.
 async fn backed_up(h: &Harness, dir: &std::path::Path) {
     let path = dir.display().to_string();

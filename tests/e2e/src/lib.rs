@@ -282,10 +282,10 @@ impl Env {
         self.print_logs("kv-system", "app.kubernetes.io/name=kv-operator", tail);
     }
 
-    /// Print the last `tail` log lines of every pod in `ns` matching `selector`, each line
-    /// prefixed with its pod and container.
+    /// Print the last `tail` log lines (`KV_E2E_LOG_TAIL` overrides it) of every pod in `ns`
+    /// matching `selector`, each line prefixed with its pod and container.
     pub fn print_logs(&self, ns: &str, selector: &str, tail: u32) {
-        let tail = tail.to_string();
+        let tail = std::env::var("KV_E2E_LOG_TAIL").unwrap_or_else(|_| tail.to_string());
         let args = [
             "logs", "-n", ns, "-l", selector, "--prefix", "--tail", &tail,
         ];

@@ -1,6 +1,7 @@
 //! Build step (pure): every Kubernetes object a KVCluster owns, from the validated spec and the
 //! membership plan. No client, no I/O: golden-tested from fixtures.
 
+pub mod join;
 pub mod pdb;
 pub mod restore;
 pub mod service;
@@ -9,7 +10,7 @@ pub mod statefulset;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -38,6 +39,8 @@ pub struct Built {
     pub peer_service: Service,
     /// The client Service.
     pub client_service: Service,
+    /// The join ConfigMap members read their join flags from.
+    pub join: ConfigMap,
     /// The StatefulSet of members.
     pub statefulset: StatefulSet,
     /// The PodDisruptionBudget, unless disabled.
@@ -49,6 +52,7 @@ pub fn build(v: &Validated, plan: &MemberPlan) -> Built {
     Built {
         peer_service: service::peer(v),
         client_service: service::client(v, plan.traffic_stopped),
+        join: join::config_map(v, plan),
         statefulset: statefulset::statefulset(v, plan),
         pdb: pdb::pdb(v, plan),
     }
@@ -115,6 +119,7 @@ pub(crate) mod tests {
         let mut docs = vec![
             serde_yaml::to_string(&built.peer_service).unwrap(),
             serde_yaml::to_string(&built.client_service).unwrap(),
+            serde_yaml::to_string(&built.join).unwrap(),
             serde_yaml::to_string(&built.statefulset).unwrap(),
         ];
         if let Some(p) = &built.pdb {

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kv_crds::v1alpha1::{AntiAffinity, PullPolicy, VolumePolicy};
 
-use super::{MemberPlan, labels, meta};
+use super::{MemberPlan, join, labels, meta};
 use crate::controller::validate::{CLIENT_PORT, PEER_PORT, Validated};
 
 /// Where the data volume is mounted.
@@ -31,23 +31,10 @@ pub const GRACE_SECONDS: i64 = 30;
 /// The non-root user of the kvstore image.
 pub const USER_ID: i64 = 65532;
 
-/// The member command line. `$(POD_NAME)` is expanded by the kubelet.
-pub fn args(v: &Validated, plan: &MemberPlan) -> Vec<String> {
+/// The member command line. `$(...)` variables are expanded by the kubelet; the join flags
+/// come from the join ConfigMap (see [`super::join`]) each time the container starts.
+pub fn args(v: &Validated) -> Vec<String> {
     let me = "$(POD_NAME)";
-    // Before the cluster exists only member 0 bootstraps it; afterwards every new member joins
-    // through the members there are, so a member with a wiped volume can never start a second
-    // cluster.
-    let (initial, state) = if plan.bootstrapped && !plan.members.is_empty() {
-        let peers: Vec<String> = plan
-            .members
-            .iter()
-            .map(|m| format!("{m}={}", v.peer_url(m)))
-            .collect();
-        (peers.join(","), "existing")
-    } else {
-        let seed = v.member(0);
-        (format!("{seed}={}", v.peer_url(&seed)), "auto")
-    };
     let r = &v.spec.raft;
     let mut a = vec![
         format!("--name={me}"),
@@ -56,8 +43,11 @@ pub fn args(v: &Validated, plan: &MemberPlan) -> Vec<String> {
         format!("--advertise-client-urls={}", v.client_url(me)),
         format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
         format!("--initial-advertise-peer-urls={}", v.peer_url(me)),
-        format!("--initial-cluster={initial}"),
-        format!("--initial-cluster-state={state}"),
+        format!("--initial-cluster=$({})", join::INITIAL_CLUSTER_ENV),
+        format!(
+            "--initial-cluster-state=$({})",
+            join::INITIAL_CLUSTER_STATE_ENV
+        ),
         format!("--initial-cluster-token={}", v.token),
         format!("--heartbeat-interval={}", r.heartbeat_interval_ms),
         format!("--election-timeout={}", r.election_timeout_ms),
@@ -154,7 +144,7 @@ pub fn pod_name_env() -> EnvVar {
     }
 }
 
-fn container(v: &Validated, plan: &MemberPlan) -> Container {
+fn container(v: &Validated) -> Container {
     Container {
         name: "kvstore".into(),
         image: Some(v.image.clone()),
@@ -166,8 +156,8 @@ fn container(v: &Validated, plan: &MemberPlan) -> Container {
             }
             .to_string()
         }),
-        args: Some(args(v, plan)),
-        env: Some(vec![pod_name_env()]),
+        args: Some(args(v)),
+        env: Some([vec![pod_name_env()], join::env(v)].concat()),
         ports: Some(vec![
             ContainerPort {
                 name: Some("client".into()),
@@ -215,8 +205,8 @@ fn policy(p: VolumePolicy) -> String {
 /// differs from the StatefulSet's is restarted by the rolling update.
 pub const TEMPLATE_HASH: &str = "kvstore.io/template-hash";
 
-/// A digest of everything in the pod template that a user controls. The join flags (which
-/// change with membership) are left out, so scaling does not restart members.
+/// A digest of everything in the pod template that a user controls (the join flags live in the
+/// join ConfigMap, so scaling never changes it; a restore step in progress is left out).
 pub fn template_hash(v: &Validated) -> String {
     use sha2::Digest;
     let canonical = MemberPlan {
@@ -252,7 +242,7 @@ fn pod_template(v: &Validated, plan: &MemberPlan) -> PodTemplateSpec {
     let pod = PodSpec {
         init_containers: (!init.is_empty()).then_some(init),
         volumes: store_volume.map(|v| vec![v]),
-        containers: vec![container(v, plan)],
+        containers: vec![container(v)],
         affinity: affinity(v),
         node_selector: (!v.spec.pod.node_selector.is_empty())
             .then(|| v.spec.pod.node_selector.clone()),

@@ -303,6 +303,12 @@ async fn scenario(env: &Env, s3: &S3Server) -> Result<()> {
         restore.safety_backup.is_some(),
         "a safety backup was taken first"
     );
+    // One safety backup, and the restored one outlives keepLast 2 while the spec names it.
+    let all = stored(s3)?;
+    println!("stored: {all:?}");
+    let safety = all.iter().filter(|(n, _)| n.ends_with("-safety")).count();
+    assert_eq!(safety, 1, "one request, one safety backup: {all:?}");
+    assert!(all.iter().any(|(n, _)| *n == good.name), "{all:?}");
     // Exactly the backed-up keys: a/1 has its old value again, a/2 is back, b/1 is gone.
     assert_eq!(
         dump(env, "bk", "").await?,

@@ -320,14 +320,16 @@ async fn scenario(env: &Env) -> Result<()> {
         "a leader elected in a new term after the leader was killed"
     );
 
-    // Wipe a follower's volume: it is replaced by a new member and catches up.
+    // Wipe a follower's volume: it is replaced by a new member and catches up. Member 0 when
+    // it follows: it bootstrapped the cluster, and must not bootstrap another one now.
     step("wipe a volume");
     let k = env.kvc(NS, "demo").await?;
     let st = k.status.unwrap();
     let victim = st
         .members
         .iter()
-        .find(|m| Some(&m.name) != st.leader.as_ref())
+        .filter(|m| Some(&m.name) != st.leader.as_ref())
+        .min_by_key(|m| m.name.clone())
         .unwrap()
         .clone();
     env.node()
@@ -350,6 +352,16 @@ async fn scenario(env: &Env) -> Result<()> {
         },
     )
     .await?;
+    let replaced = env.kvc(NS, "demo").await?.status.unwrap();
+    let new_id = replaced
+        .members
+        .iter()
+        .find(|m| m.name == victim.name)
+        .and_then(|m| m.member_id.clone());
+    println!(
+        "{} wiped: member {:?} replaced by {new_id:?}",
+        victim.name, victim.member_id
+    );
 
     // A new version rolls one member at a time, leader last, while the writer writes.
     step("roll a new version");
