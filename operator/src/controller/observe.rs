@@ -32,7 +32,14 @@ pub struct MemberReport {
 
 /// Ask member `ordinal` for its status.
 pub async fn report(api: &dyn MemberApi, v: &Validated, ordinal: i32) -> Option<MemberReport> {
-    let s = api.status(&v.client_url(&v.member(ordinal))).await.ok()?;
+    let url = v.client_url(&v.member(ordinal));
+    let s = match api.status(&url).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(member = %v.member(ordinal), error = %e, "no status from member");
+            return None;
+        }
+    };
     Some(MemberReport {
         ordinal,
         id: s.id,

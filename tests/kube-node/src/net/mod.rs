@@ -49,6 +49,30 @@ pub const API_PORT: u16 = 443;
 /// The name pods dial when the serving certificate does not carry the bridge IP.
 pub const API_DNS_NAME: &str = "kubernetes.default.svc";
 
+/// Free pod host octets, handed out as the CNI host-local IPAM plugin does: the next free one
+/// after the last one given, so a freed address is not reused at once (other pods may still
+/// hold the old pod's MAC for it in their neighbour cache, and their packets would go nowhere
+/// until it expires, some 30 s).
+#[derive(Debug)]
+struct Addresses {
+    free: BTreeSet<u8>,
+    last: u8,
+}
+
+impl Addresses {
+    fn take(&mut self) -> Option<u8> {
+        let h = self
+            .free
+            .range(self.last.saturating_add(1)..)
+            .next()
+            .or_else(|| self.free.iter().next())
+            .copied()?;
+        self.free.remove(&h);
+        self.last = h;
+        Some(h)
+    }
+}
+
 /// The network of one environment.
 #[derive(Debug)]
 pub struct Network {
@@ -57,7 +81,7 @@ pub struct Network {
     gateway: Ipv4Addr,
     proxy: Mutex<Option<Proxy>>,
     hosts: HostsFile,
-    free: Mutex<BTreeSet<u8>>,
+    free: Mutex<Addresses>,
     pods: Mutex<HashMap<String, PodNet>>,
     service_host: String,
 }
@@ -94,7 +118,10 @@ impl Network {
             gateway,
             proxy: Mutex::new(Some(proxy)),
             hosts,
-            free: Mutex::new((2..=254).collect()),
+            free: Mutex::new(Addresses {
+                free: (2..=254).collect(),
+                last: 1,
+            }),
             pods: Mutex::new(HashMap::new()),
             service_host,
         })
@@ -127,12 +154,7 @@ impl Network {
         if let Some(n) = lock(&self.pods).get(uid) {
             return Ok(n.clone());
         }
-        let host = {
-            let mut free = lock(&self.free);
-            let h = *free.iter().next().ok_or(NetError::NoAddress)?;
-            free.remove(&h);
-            h
-        };
+        let host = lock(&self.free).take().ok_or(NetError::NoAddress)?;
         let (prefix, name) = {
             let b = lock(&self.bridge);
             (b.netns_prefix(), b.name.clone())
@@ -144,7 +166,7 @@ impl Network {
                 Ok(n)
             }
             Err(e) => {
-                lock(&self.free).insert(host);
+                lock(&self.free).free.insert(host);
                 Err(e.into())
             }
         }
@@ -159,7 +181,7 @@ impl Network {
     pub fn detach(&self, uid: &str) {
         if let Some(n) = lock(&self.pods).remove(uid) {
             pod::remove(&n);
-            lock(&self.free).insert(n.host);
+            lock(&self.free).free.insert(n.host);
         }
     }
 
@@ -186,4 +208,26 @@ impl Drop for Network {
 /// Locks a mutex, ignoring poisoning (the data stays usable for teardown).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_freed_address_is_not_handed_out_again_at_once() {
+        let mut a = Addresses {
+            free: (2..=5).collect(),
+            last: 1,
+        };
+        assert_eq!((a.take(), a.take()), (Some(2), Some(3)));
+        a.free.insert(2);
+        assert_eq!(a.take(), Some(4), "2 was just freed");
+        assert_eq!(
+            (a.take(), a.take()),
+            (Some(5), Some(2)),
+            "then wraps around"
+        );
+        assert_eq!(a.take(), None);
+    }
 }
