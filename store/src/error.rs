@@ -166,6 +166,9 @@ pub enum Error {
     /// A peer RPC failed.
     #[error("peer rpc failed: {0}")]
     Peer(String),
+    /// The Raft core stopped on its own: the member can serve nothing more.
+    #[error("the Raft core stopped: {0}; exiting so that the member restarts from its data")]
+    RaftStopped(String),
 }
 
 impl Error {

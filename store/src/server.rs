@@ -486,9 +486,29 @@ pub async fn run(cfg: ServerConfig) -> Result<()> {
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("received shutdown signal"),
         _ = removed => tracing::warn!("this member has been removed from the cluster; stopping"),
+        why = raft_stopped(server.node.raft.clone()) => {
+            tracing::error!(error = %why, "the Raft core stopped; exiting");
+            return Err(Error::RaftStopped(why));
+        }
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// Resolves, with the reason, when the Raft core stops on its own (openraft turns a panic or a
+/// storage error into a fatal stop). Such a member would still answer health checks from its
+/// state machine while taking part in nothing, so the process ends and its supervisor restarts
+/// it from its durable state, as etcd's process does on a Raft panic.
+async fn raft_stopped(raft: Raft) -> String {
+    let mut rx = raft.metrics();
+    loop {
+        if let Err(fatal) = &rx.borrow().running_state {
+            return fatal.to_string();
+        }
+        if rx.changed().await.is_err() {
+            return "it ended (a panic or a storage error, logged above)".into();
+        }
+    }
 }
 
 async fn watch_removal(node: Arc<Node>) {

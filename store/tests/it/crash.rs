@@ -1,6 +1,7 @@
 //! Crash safety: `kill -9` of the leader, then of every member, while writers run. After the
 //! restart every acknowledged write is present, the revision never went backwards, and Hash /
-//! HashKV agree across members. A leader restarted at once gives way to an election.
+//! HashKV agree across members. A leader restarted at once gives way to an election; a member
+//! whose Raft core stops exits rather than lingering.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,4 +221,45 @@ async fn a_restarted_leader_leaves_the_choice_to_an_election() {
         .await
         .unwrap();
     assert_eq!(got.kvs().len(), 20, "writes acknowledged before the kill");
+}
+
+/// A member whose Raft core fails does not linger: a follower wiped and started again with its
+/// bootstrap flags (a fresh log under its old id, below what it had acknowledged) makes
+/// openraft's leader core panic on "follower log reversion"; the leader's process then exits
+/// with an error instead of answering health checks while it takes part in nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_raft_core_stops_exits() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let mut c = client(&cluster.members[leader].client_url()).await.unwrap();
+    for i in 0..20 {
+        c.put(format!("k{i}"), "v", None).await.unwrap();
+    }
+    let follower = (leader + 1) % 3;
+    let f = &mut cluster.members[follower];
+    f.kill();
+    std::fs::remove_dir_all(f.dir.join("data")).unwrap();
+    f.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while cluster.members[leader].running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader's process still runs 20 s after its follower came back with a reverted log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = cluster.members[leader]
+        .child
+        .as_mut()
+        .and_then(|c| c.try_wait().ok().flatten())
+        .expect("an exit status");
+    assert!(!status.success(), "exited with {status}");
+    let log = cluster.members[leader].log();
+    assert!(log.contains("the Raft core stopped"), "{log}");
+    println!(
+        "{}",
+        log.lines()
+            .find(|l| l.contains("the Raft core stopped"))
+            .unwrap_or_default()
+    );
 }
