@@ -183,17 +183,24 @@ async fn acknowledged_writes_survive_kill_9() {
     );
 }
 
-/// A leader killed and restarted at once does not carry on its old term (openraft would resume
-/// it as leader): the cluster elects a leader in a newer term, as etcd does, and every write
-/// acknowledged before the kill is there.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_leader_leaves_the_choice_to_an_election() {
+/// Three members with keys `k0`..`k19` written through the leader: the cluster, the leader's
+/// index and a client of it.
+async fn three_with_20_keys() -> (Cluster, usize, etcd_client::Client) {
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     let mut c = client(&cluster.members[leader].client_url()).await.unwrap();
     for i in 0..20 {
         c.put(format!("k{i}"), "v", None).await.unwrap();
     }
+    (cluster, leader, c)
+}
+
+/// A leader killed and restarted at once does not carry on its old term (openraft would resume
+/// it as leader): the cluster elects a leader in a newer term, as etcd does, and every write
+/// acknowledged before the kill is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_leaves_the_choice_to_an_election() {
+    let (mut cluster, leader, mut c) = three_with_20_keys().await;
     let term_before = c.status().await.unwrap().raft_term();
     cluster.members[leader].kill();
     cluster.members[leader].start();
@@ -229,12 +236,7 @@ async fn a_restarted_leader_leaves_the_choice_to_an_election() {
 /// with an error instead of answering health checks while it takes part in nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_whose_raft_core_stops_exits() {
-    let mut cluster = Cluster::start(3).await;
-    let leader = cluster.leader().await;
-    let mut c = client(&cluster.members[leader].client_url()).await.unwrap();
-    for i in 0..20 {
-        c.put(format!("k{i}"), "v", None).await.unwrap();
-    }
+    let (mut cluster, leader, _) = three_with_20_keys().await;
     let follower = (leader + 1) % 3;
     let f = &mut cluster.members[follower];
     f.kill();

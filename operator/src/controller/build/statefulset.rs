@@ -209,13 +209,7 @@ pub const TEMPLATE_HASH: &str = "kvstore.io/template-hash";
 /// join ConfigMap, so scaling never changes it; a restore step in progress is left out).
 pub fn template_hash(v: &Validated) -> String {
     use sha2::Digest;
-    let canonical = MemberPlan {
-        slots: 0,
-        bootstrapped: true,
-        members: Vec::new(),
-        ..Default::default()
-    };
-    let t = pod_template(v, &canonical);
+    let t = pod_template(v, &MemberPlan::default());
     let bytes = serde_json::to_vec(&t).expect("a pod template serializes");
     hex::encode(&sha2::Sha256::digest(&bytes)[..8])
 }
