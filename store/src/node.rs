@@ -147,7 +147,7 @@ impl Node {
         let deadline = Instant::now() + self.settings.request_timeout;
         loop {
             match self.proposer.write(cmd.clone()).await {
-                Ok(resp) => return Ok(resp),
+                Ok((resp, _)) => return Ok(resp),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     if let Some(url) = f.leader_node.and_then(|n| n.peer_urls.first().cloned()) {
                         let left = deadline.saturating_duration_since(Instant::now());
@@ -156,7 +156,18 @@ impl Node {
                             .propose(&url, &cmd, left.max(Duration::from_millis(100)))
                             .await
                         {
-                            Ok(Ok(r)) => return Ok(r),
+                            // Answer once this member has applied it too, as etcd does: a
+                            // read or watch here right after sees the write.
+                            Ok(Ok((r, index))) => {
+                                let left = deadline.saturating_duration_since(Instant::now());
+                                return self
+                                    .raft
+                                    .wait(Some(left))
+                                    .applied_index_at_least(Some(index), "forwarded write")
+                                    .await
+                                    .map(|_| r)
+                                    .map_err(|_| EtcdError::Timeout);
+                            }
                             Ok(Err(EtcdError::NotLeader)) => {}
                             Ok(Err(e)) => return Err(e),
                             Err(s) if s.code() == tonic::Code::Unavailable => {}
@@ -188,10 +199,19 @@ impl Node {
         }
     }
 
-    /// Propose as the leader only (used by the peer service for forwarded writes).
+    /// Propose as the leader only.
     pub async fn propose_local(&self, cmd: Command) -> Result<CommandResponse, EtcdError> {
+        self.propose_forwarded(cmd).await.map(|(resp, _)| resp)
+    }
+
+    /// Propose as the leader only, for a follower that forwarded the write: the response and
+    /// the log index it was applied at, for the follower to wait for.
+    pub async fn propose_forwarded(
+        &self,
+        cmd: Command,
+    ) -> Result<(CommandResponse, u64), EtcdError> {
         match self.proposer.write(cmd).await {
-            Ok(resp) => Ok(resp),
+            Ok(applied) => Ok(applied),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(EtcdError::NotLeader)
             }

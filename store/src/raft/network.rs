@@ -124,13 +124,14 @@ impl Peers {
         }
     }
 
-    /// Forward a command to the leader at `url`.
+    /// Forward a command to the leader at `url`: its response and the log index it was applied
+    /// at.
     pub async fn propose(
         &self,
         url: &str,
         cmd: &super::Command,
         timeout: Duration,
-    ) -> Result<Result<super::CommandResponse, EtcdError>, tonic::Status> {
+    ) -> Result<Result<(super::CommandResponse, u64), EtcdError>, tonic::Status> {
         let mut req = tonic::Request::new(self.message(cmd));
         req.set_timeout(timeout);
         let mut c = self

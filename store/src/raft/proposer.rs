@@ -25,8 +25,9 @@ pub const MAX_BATCH: usize = 512;
 /// alone).
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
-/// What a proposal comes back with: the response, or openraft's error for the entry it was in.
-pub type ProposeResult = Result<CommandResponse, RaftError<ClientWriteError>>;
+/// What a proposal comes back with: the response and the log index of the entry it was applied
+/// in, or openraft's error for that entry.
+pub type ProposeResult = Result<(CommandResponse, u64), RaftError<ClientWriteError>>;
 
 struct Pending {
     cmd: Command,
@@ -117,7 +118,10 @@ async fn run(
 async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
     if batch.len() == 1 {
         let p = batch.remove(0);
-        let res = raft.client_write(p.cmd).await.map(|r| r.data);
+        let res = raft
+            .client_write(p.cmd)
+            .await
+            .map(|r| (r.data, r.log_id.index));
         let _ = p.reply.send(res);
         return;
     }
@@ -127,7 +131,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
         Ok(resp) => match resp.data {
             CommandResponse::Batch(results) if results.len() == replies.len() => {
                 for (reply, r) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(r));
+                    let _ = reply.send(Ok((r, resp.log_id.index)));
                 }
             }
             other => {
@@ -135,7 +139,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
                     "batch entry answered with {other:?}"
                 ));
                 for reply in replies {
-                    let _ = reply.send(Ok(CommandResponse::Failed(e.clone())));
+                    let _ = reply.send(Ok((CommandResponse::Failed(e.clone()), resp.log_id.index)));
                 }
             }
         },

@@ -125,7 +125,7 @@ impl RaftPeer for PeerService {
         let msg = req.into_inner();
         self.check(&msg)?;
         let cmd: Command = payload(&msg)?;
-        reply(&self.node()?.propose_local(cmd).await)
+        reply(&self.node()?.propose_forwarded(cmd).await)
     }
 
     async fn read_index(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

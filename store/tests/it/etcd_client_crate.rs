@@ -107,3 +107,45 @@ async fn kv_txn_cluster_maintenance() {
     let leader = cluster.leader().await;
     assert!(leader < 3);
 }
+
+/// Read your writes on a follower, as etcd gives them: a write sent to a follower is answered
+/// once that follower has applied it, so a serializable read or a watch there right after sees
+/// it (a compaction included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_follower_is_seen_there_at_once() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let mut c = crate::common::client(&cluster.members[follower].client_url())
+        .await
+        .unwrap();
+    let local = || Some(GetOptions::new().with_serializable());
+    for i in 0..100 {
+        let rev = c
+            .put("ryw", i.to_string(), None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let got = c.get("ryw", local()).await.unwrap();
+        assert_eq!(
+            got.kvs()[0].value_str().unwrap(),
+            i.to_string(),
+            "put {i} (revision {rev}) not seen by a serializable read on the same member"
+        );
+    }
+    let compact_at = c
+        .get("ryw", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    c.compact(compact_at, None).await.unwrap();
+    let got = c.get("ryw", local().map(|o| o.with_revision(2))).await;
+    assert!(
+        got.is_err_and(|e| e.to_string().contains("compacted")),
+        "a read below the compaction right after it, on the same member"
+    );
+}
