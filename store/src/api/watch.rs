@@ -5,6 +5,13 @@
 //! a stream that falls behind (its client stopped reading) is told it lagged and catches up
 //! from storage instead, as etcd's unsynced watchers do, so a stalled watcher costs neither
 //! memory nor writer throughput.
+//!
+//! A stream never jumps: a batch is taken as it is only by a watcher that has seen everything
+//! before it ([`AppliedEvents::start`]); a watcher further back (after a Raft snapshot replaced
+//! the state, or a lag) reads the revisions in between from storage first, or is canceled with
+//! the compaction revision when they are gone. Progress notifications report the revision up
+//! to which the stream has handed out every event, not the store's
+//! current one, which is set before its events reach this stream.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -88,6 +95,12 @@ struct Session {
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     watchers: BTreeMap<i64, Watcher>,
     next_id: i64,
+    /// Every event up to this revision has been handed to every watcher that wants it (or is
+    /// read from storage before anything newer): the revision a progress notification may
+    /// report. Only grows.
+    synced: i64,
+    /// A progress request came while a watcher was not synced: answer it once they all are.
+    progress_deferred: bool,
 }
 
 type Closed = ();
@@ -293,6 +306,15 @@ impl Session {
     async fn deliver(&mut self, batch: &AppliedEvents) -> Result<(), Closed> {
         let ids: Vec<i64> = self.watchers.keys().copied().collect();
         for id in ids {
+            let Some(w) = self.watchers.get(&id) else {
+                continue;
+            };
+            if w.next_rev <= batch.start {
+                // Revisions next_rev..=start never came through this stream (a snapshot was
+                // installed, or batches were dropped): read them from storage first. The
+                // catch-up reads up to the store's current revision, at or past this batch.
+                self.catch_up(id).await?;
+            }
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
@@ -309,6 +331,64 @@ impl Session {
                     .await?;
             }
         }
+        self.synced = self.synced.max(batch.revision);
+        self.answer_deferred_progress().await
+    }
+
+    /// The revision a progress notification may report now: every watcher has been handed
+    /// every event up to it. None while a watcher stands before it (it is catching up).
+    fn progress_revision(&self) -> Option<i64> {
+        let all_synced = self.watchers.values().all(|w| w.next_rev > self.synced);
+        all_synced.then_some(self.synced)
+    }
+
+    /// A progress request (`watch_id` -1 for the whole stream), answered as etcd does: only
+    /// when every watcher of the stream is synced, else as soon as they are.
+    async fn request_progress(&mut self) -> Result<(), Closed> {
+        match self.progress_revision() {
+            Some(rev) => {
+                self.progress_deferred = false;
+                self.send(self.response(-1, rev)).await
+            }
+            None => {
+                self.progress_deferred = true;
+                Ok(())
+            }
+        }
+    }
+
+    async fn answer_deferred_progress(&mut self) -> Result<(), Closed> {
+        if self.progress_deferred {
+            self.request_progress().await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Batches were dropped for this stream: every watcher reads what it missed from storage.
+    async fn catch_up_all(&mut self) -> Result<(), Closed> {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            self.catch_up(id).await?;
+        }
+        self.answer_deferred_progress().await
+    }
+
+    /// The periodic progress notification of the watchers that asked for one (etcd sends it
+    /// only to synced watchers; here all are, between two steps of the stream).
+    async fn notify_progress(&mut self) -> Result<(), Closed> {
+        let Some(rev) = self.progress_revision() else {
+            return Ok(());
+        };
+        let ids: Vec<i64> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.progress_notify)
+            .map(|(i, _)| *i)
+            .collect();
+        for id in ids {
+            self.send(self.response(id, rev)).await?;
+        }
         Ok(())
     }
 
@@ -318,10 +398,7 @@ impl Session {
             Some(watch_request::RequestUnion::CancelRequest(c)) => {
                 self.cancel(c.watch_id, "").await
             }
-            Some(watch_request::RequestUnion::ProgressRequest(_)) => {
-                self.send(self.response(-1, self.api.node.sm.revs().current))
-                    .await
-            }
+            Some(watch_request::RequestUnion::ProgressRequest(_)) => self.request_progress().await,
             None => Ok(()),
         }
     }
@@ -331,6 +408,8 @@ impl Session {
         S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
     {
         let mut live = self.api.node.sm.subscribe();
+        // Batches applied after this read reach `live`; the ones before are in storage.
+        self.synced = self.api.node.sm.revs().current;
         let mut tick = tokio::time::interval(self.api.watch_progress_interval);
         tick.tick().await;
         // A client that closes its sending side keeps its watches (as etcd): only a closed
@@ -350,31 +429,10 @@ impl Session {
                 _ = out.closed() => Err(()),
                 ev = live.recv() => match ev {
                     Ok(batch) => self.deliver(&batch).await,
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let ids: Vec<i64> = self.watchers.keys().copied().collect();
-                        let mut r = Ok(());
-                        for id in ids {
-                            r = self.catch_up(id).await;
-                            if r.is_err() {
-                                break;
-                            }
-                        }
-                        r
-                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up_all().await,
                     Err(broadcast::error::RecvError::Closed) => Err(()),
                 },
-                _ = tick.tick() => {
-                    let current = self.api.node.sm.revs().current;
-                    let ids: Vec<i64> = self.watchers.iter().filter(|(_, w)| w.progress_notify).map(|(i, _)| *i).collect();
-                    let mut r = Ok(());
-                    for id in ids {
-                        r = self.send(self.response(id, current)).await;
-                        if r.is_err() {
-                            break;
-                        }
-                    }
-                    r
-                }
+                _ = tick.tick() => self.notify_progress().await,
             };
             if step.is_err() {
                 return;
@@ -399,6 +457,8 @@ impl WatchService {
             out: tx,
             watchers: BTreeMap::new(),
             next_id: 0,
+            synced: 0,
+            progress_deferred: false,
         };
         tokio::spawn(session.run(input));
         Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))

@@ -41,10 +41,16 @@ pub const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 /// storage, so this bounds the memory a stalled watcher can pin.
 pub const LIVE_BATCHES: usize = 32;
 
-/// Events of one applied batch, for watchers.
+/// A change of the state machine's revision, for watchers: the events of one applied batch, or
+/// a state replaced whole (a Raft snapshot installed), which carries no events.
+///
+/// A watcher that has seen everything up to `start` can take `events` as they are; one that
+/// stands further back would skip revisions and must catch up from storage first.
 #[derive(Debug, Clone)]
 pub struct AppliedEvents {
-    /// Events in revision order.
+    /// The revision the batch was applied on (the one before its first event).
+    pub start: i64,
+    /// Events in revision order (none when a snapshot replaced the state).
     pub events: Vec<Event>,
     /// The revision after the batch.
     pub revision: i64,
@@ -293,8 +299,9 @@ impl SmShared {
             txn.set_durability(Durability::None)?;
         }
         let mut out = Vec::with_capacity(entries.len());
-        let (events, rev, compact) = {
+        let (start, events, rev, compact) = {
             let mut store = Store::open(&txn)?;
+            let start = store.revision();
             let mut last = None;
             for e in entries {
                 last = Some(e.log_id);
@@ -320,18 +327,20 @@ impl SmShared {
                 store.set_meta(META_LAST_APPLIED, &encode(&last))?;
             }
             (
+                start,
                 std::mem::take(&mut store.events),
                 store.revision(),
                 store.compact_revision(),
             )
         };
-        let start = std::time::Instant::now();
+        let commit_start = std::time::Instant::now();
         txn.commit()?;
-        crate::metrics::observe_since(&crate::metrics::METRICS.backend_commit, start);
+        crate::metrics::observe_since(&crate::metrics::METRICS.backend_commit, commit_start);
         self.revision.store(rev, Ordering::Release);
         self.compact.store(compact, Ordering::Release);
         if !events.is_empty() {
             let _ = self.events.send(Arc::new(AppliedEvents {
+                start,
                 events,
                 revision: rev,
             }));
@@ -424,6 +433,19 @@ impl SmShared {
         txn.commit()?;
         self.revision.store(rev, Ordering::Release);
         self.compact.store(compact, Ordering::Release);
+        // The revisions the snapshot covers produced no events here: tell the watchers, so
+        // that every one standing before `rev` reads them from storage (or is canceled, when
+        // the snapshot compacted them) instead of jumping over them with the next batch.
+        let _ = self.events.send(Arc::new(AppliedEvents {
+            start: rev,
+            events: Vec::new(),
+            revision: rev,
+        }));
+        tracing::info!(
+            revision = rev,
+            compact_revision = compact,
+            "installed a Raft snapshot"
+        );
         Ok(())
     }
 

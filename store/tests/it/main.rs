@@ -11,4 +11,5 @@ mod kvctl;
 mod maintenance;
 mod membership;
 mod snapshot;
+mod watch_gaps;
 mod watch_lease;

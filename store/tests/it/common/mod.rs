@@ -133,6 +133,26 @@ impl Member {
         }
     }
 
+    /// SIGSTOP the process: it keeps its connections but does nothing until [`Self::resume`].
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT a paused process.
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let c = self.child.as_ref().expect("member not running");
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(c.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} of member {} failed", self.name);
+    }
+
     /// SIGTERM the process and wait (SIGKILL after 10 s).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
