@@ -453,11 +453,17 @@ async fn a_restore_request_replaces_the_cluster_once_and_records_each_phase() {
             json!({"requestId": "r1", "source": "latest", "acknowledgeDataLoss": true})
     });
     let mut phases = Vec::new();
+    let mut restore_args = Vec::new();
     for _ in 0..40 {
         reconcile(Arc::new(h.kvc()), h.ctx.clone()).await.unwrap();
         let p = restore_status(&h).phase;
         if phases.last() != Some(&p) {
             phases.push(p.clone());
+        }
+        if p == "Starting" {
+            let w = h.world.lock().unwrap();
+            let init = &w.objects[&sts_path()]["spec"]["template"]["spec"]["initContainers"][0];
+            restore_args.push(init["args"].to_string());
         }
         if p == "Complete" || p == "Failed" {
             break;
@@ -484,6 +490,14 @@ async fn a_restore_request_replaces_the_cluster_once_and_records_each_phase() {
     assert!(
         phases.contains(&"StoppingMembers".to_string()),
         "{phases:?}"
+    );
+    // Clients may hold revisions of the replaced history: the restored one starts above them.
+    assert!(
+        !restore_args.is_empty()
+            && restore_args
+                .iter()
+                .all(|a| { a.contains("\"--bump-revision=1000000000\",\"--mark-compacted\"") }),
+        "{restore_args:?}"
     );
     // The members came back one at a time into the new cluster; clients are let in again.
     assert_eq!(
@@ -593,6 +607,12 @@ async fn a_new_cluster_starts_from_a_backup_or_not_at_all() {
         let init = &w.objects[&sts_path()]["spec"]["template"]["spec"]["initContainers"][0];
         assert_eq!(init["name"], "restore", "{init}");
         assert!(init["args"].to_string().contains("--only-for=demo-0"));
+        assert!(
+            init["args"]
+                .to_string()
+                .contains("\"--bump-revision=1000000000\",\"--mark-compacted\""),
+            "{init}"
+        );
     }
     h.settle().await;
     let st = restore_status(&h);

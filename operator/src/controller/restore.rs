@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kv_crds::v1alpha1::{BackupSpec, KVCluster, RestoreStatus};
 
 use super::backup::{open, take};
-use super::build::restore::RestoreInit;
+use super::build::restore::{REVISION_BUMP, RestoreInit};
 use super::build::service::TRAFFIC_STOPPED;
 use super::members::Observed as MembersObserved;
 use super::observe::MemberReport;
@@ -305,6 +305,10 @@ pub async fn run(
         marker: format!("restore-{req}"),
         token: format!("{}-{req}", v.token),
         store: backup.store.clone(),
+        // The cluster's clients (kube-apiservers, informers) hold revisions of the history
+        // being replaced, possibly above the backup's: raise the revision past all of them and
+        // compact below it, so their watches are canceled and they relist.
+        bump_revision: REVISION_BUMP,
     });
     let slots = match next {
         Phase::StoppingMembers | Phase::Restoring => Some(0),
@@ -326,7 +330,8 @@ pub async fn run(
             .find(|r| r.ordinal == 0)
             .map(|r| format!("{:x}", r.cluster_id));
         st.message = Some(format!(
-            "restored revision {} from {}",
+            "restored revision {} from {}, raised by {REVISION_BUMP} with every older revision \
+             compacted",
             st.restored_revision.unwrap_or_default(),
             st.source.clone().unwrap_or_default()
         ));
@@ -417,6 +422,14 @@ pub async fn bootstrap(
                 marker: BOOTSTRAP.into(),
                 token: v.token.clone(),
                 store: backup.store.clone(),
+                // Needed here too. A cluster bootstrapped from a backup is new, but the usual
+                // reason to make one is a lost cluster recreated under the same name: its
+                // client Service keeps its DNS name, and the clients of the lost cluster (a
+                // kube-apiserver's watch cache, informers) reconnect and resume from revisions
+                // of the lost history, above the backup's. A brand-new cluster loses nothing
+                // by it: its revisions start higher and the backup's history is not readable,
+                // which none of its own clients can have needed.
+                bump_revision: REVISION_BUMP,
             };
             Some(Ok((init, st)))
         }

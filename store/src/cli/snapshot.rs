@@ -24,7 +24,7 @@ pub enum SnapshotCmd {
         args: Vec<String>,
     },
     /// Restores a snapshot into a fresh data directory of a new cluster: restore <filename>
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Gets the status of a snapshot file: status <filename>
     Status {
         /// <filename>
@@ -66,6 +66,14 @@ pub struct RestoreArgs {
     /// Ignore snapshot integrity hash value (required if copied from data directory)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
     pub skip_hash_check: bool,
+    /// Raise the restored revision by this much, so that every revision the new store hands
+    /// out is above any a client of the old one saw (needs --mark-compacted)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub bump_revision: u64,
+    /// Make the restored (raised) revision the compaction point: reads and watches at older
+    /// revisions are refused as compacted, so clients relist (needs --bump-revision > 0)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set)]
+    pub mark_compacted: bool,
     /// <filename>
     pub args: Vec<String>,
 }
@@ -192,6 +200,8 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
             "snapshot restore requires exactly one argument",
         ));
     };
+    restore::check_bump(a.bump_revision, a.mark_compacted)
+        .map_err(|e| CliError::bad_args(e.to_string()))?;
     let data_dir = if a.data_dir.is_empty() {
         format!("{}.kvstore", a.name)
     } else {
@@ -242,6 +252,8 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
             .map(|u| u.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
         skip_hash_check: a.skip_hash_check,
+        bump_revision: a.bump_revision,
+        mark_compacted: a.mark_compacted,
     };
     let res = restore::restore(&opts);
     if let Some(f) = &fetched {
@@ -252,9 +264,18 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
         std::fs::write(marker(dir, once), format!("{path}\n"))
             .map_err(|e| CliError::error(format!("could not mark {data_dir} ({e})")))?;
     }
+    let revision = if s.revision == s.snapshot_revision {
+        s.revision.to_string()
+    } else {
+        format!(
+            "{}, raised to {} and compacted there",
+            s.snapshot_revision, s.revision
+        )
+    };
     emit(&format!(
-        "Restored snapshot {path} (revision {}) into {data_dir}: member {:x} of new cluster {:x}\n",
-        s.revision, s.member_id, s.cluster_id
+        "Restored snapshot {path} (revision {revision}) into {data_dir}: member {:x} of new \
+         cluster {:x}\n",
+        s.member_id, s.cluster_id
     ))
 }
 
@@ -262,7 +283,7 @@ async fn restore_cmd(a: RestoreArgs) -> Result<()> {
 pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<()> {
     match cmd {
         SnapshotCmd::Save { args } => save(ctx, &args).await,
-        SnapshotCmd::Restore(a) => restore_cmd(a).await,
+        SnapshotCmd::Restore(a) => restore_cmd(*a).await,
         SnapshotCmd::Status { args } => {
             let [path] = args.as_slice() else {
                 return Err(CliError::bad_args(
@@ -271,6 +292,46 @@ pub async fn snapshot(ctx: &Ctx, cmd: SnapshotCmd) -> Result<()> {
             };
             let s = restore::status(Path::new(path))?;
             status_out(ctx, &s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn restore_args(flags: &[&str]) -> RestoreArgs {
+        let argv = ["kvctl", "snapshot", "restore", "s.db"].iter().chain(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Snapshot(SnapshotCmd::Restore(a)) => *a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn restore_takes_etcdutls_revision_flags() {
+        let a = restore_args(&[]);
+        assert_eq!((a.bump_revision, a.mark_compacted), (0, false));
+        let a = restore_args(&["--bump-revision", "1000000000", "--mark-compacted"]);
+        assert_eq!((a.bump_revision, a.mark_compacted), (1_000_000_000, true));
+        let a = restore_args(&["--bump-revision=7", "--mark-compacted=true"]);
+        assert_eq!((a.bump_revision, a.mark_compacted), (7, true));
+    }
+
+    #[tokio::test]
+    async fn restore_refuses_one_revision_flag_without_the_other_before_touching_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d");
+        for flags in [&["--mark-compacted"][..], &["--bump-revision=5"]] {
+            let mut a = restore_args(flags);
+            a.data_dir = data.display().to_string();
+            let e = restore_cmd(a).await.unwrap_err();
+            assert_eq!(e.kind, ExitKind::BadArgs, "{flags:?}");
+            assert_eq!(e.message, restore::BUMP_NEEDS_MARK, "{flags:?}");
+            assert!(!data.exists());
         }
     }
 }

@@ -1,12 +1,15 @@
 //! Raft snapshots and log compaction: with `--snapshot-count` small, the leader snapshots and
 //! purges its log, and a member that was down for more entries than that catches up by
-//! receiving a snapshot.
+//! receiving a snapshot. Client snapshots restored with `--bump-revision --mark-compacted`:
+//! watches and reads resuming from the old history are refused as compacted.
 
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use etcd_client::GetOptions;
+use etcd_client::{Client, GetOptions, WatchOptions, WatchResponse, WatchStream};
 
-use crate::common::{Cluster, client};
+use crate::common::{Cluster, Member, client, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_member_catches_up_via_snapshot() {
@@ -99,4 +102,213 @@ fn metric(text: &str, name: &str) -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
+}
+
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// How far the restore raises the revision (etcd advises 1e9 for Kubernetes; any amount above
+/// the revisions written since the backup does).
+const BUMP: i64 = 1000;
+
+/// Run kvctl, assert success, return stdout.
+fn kvctl_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kvctl"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    assert!(
+        out.status.success(),
+        "kvctl {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// (key, value, create revision, mod revision, version) of every key under `prefix`, and the
+/// revision of the read.
+async fn keys(c: &mut Client, prefix: &str) -> (Vec<(String, String, i64, i64, i64)>, i64) {
+    let r = c
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let kvs = r
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                kv.key_str().unwrap().to_string(),
+                kv.value_str().unwrap().to_string(),
+                kv.create_revision(),
+                kv.mod_revision(),
+                kv.version(),
+            )
+        })
+        .collect();
+    (kvs, r.header().unwrap().revision())
+}
+
+/// Restore `snap` with `flags` into a new one-member cluster under `tmp` and start it; the
+/// cluster and what kvctl printed.
+async fn restore_one(snap: &Path, flags: &[&str]) -> (Cluster, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let initial = format!("r0=http://127.0.0.1:{peer_port}");
+    let token = format!("restored-{}", free_port());
+    let dir = tmp.path().join("r0");
+    let data = dir.join("data");
+    let mut args = vec![
+        "snapshot",
+        "restore",
+        snap.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "r0",
+        "--initial-cluster",
+        &initial,
+        "--initial-cluster-token",
+        &token,
+    ];
+    args.extend(flags);
+    let out = kvctl_ok(&args);
+    let member = Member {
+        name: "r0".into(),
+        client_port,
+        peer_port,
+        dir,
+        child: None,
+        extra: Vec::new(),
+        initial_cluster: initial.clone(),
+        state: "new",
+        token: token.clone(),
+    };
+    let mut restored = Cluster {
+        members: vec![member],
+        token,
+        tmp,
+    };
+    restored.members[0].start();
+    restored.wait_ready(Duration::from_secs(30)).await;
+    (restored, out)
+}
+
+/// The next message of a watch stream, within `within`.
+async fn next_message(s: &mut WatchStream, within: Duration) -> Option<WatchResponse> {
+    tokio::time::timeout(within, s.message())
+        .await
+        .ok()
+        .map(|m| m.unwrap().expect("the watch stream ended"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_with_a_revision_bump_cancels_watches_resuming_from_the_old_history() {
+    let mut old = Cluster::start(1).await;
+    let ep = old.members[0].endpoint();
+    let mut c = client(&old.members[0].client_url()).await.unwrap();
+    for i in 0..20 {
+        c.put(format!("br/{i:02}"), format!("v{i}"), None)
+            .await
+            .unwrap();
+    }
+    c.put("br/05", "v5-again", None).await.unwrap();
+    c.delete("br/07", None).await.unwrap();
+    let (backed_up, snap_rev) = keys(&mut c, "br/").await;
+    let files = tempfile::tempdir().unwrap();
+    let snap = files.path().join("backup.db");
+    kvctl_ok(&[
+        &format!("--endpoints={ep}"),
+        "snapshot",
+        "save",
+        snap.to_str().unwrap(),
+    ]);
+    // Writes after the backup: a watching client saw revisions up to `seen`.
+    let mut seen = 0;
+    for i in 0..10 {
+        let r = c.put(format!("br/late{i}"), "x", None).await.unwrap();
+        seen = r.header().unwrap().revision();
+    }
+    assert!(
+        seen < snap_rev + BUMP,
+        "the bump is too small for this test"
+    );
+    old.members[0].kill();
+
+    let (restored, out) = restore_one(
+        &snap,
+        &["--bump-revision", &BUMP.to_string(), "--mark-compacted"],
+    )
+    .await;
+    let mut c = client(&restored.members[0].client_url()).await.unwrap();
+    let new_rev = snap_rev + BUMP;
+
+    // (a) The client resumes its watch after the last revision it saw: canceled as compacted,
+    // so it relists, instead of waiting for revisions of another history.
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(seen + 1);
+    let mut w = c.watch("br/", Some(opts)).await.unwrap();
+    let canceled = loop {
+        let msg = next_message(&mut w, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("the watch resuming from {} was not canceled", seen + 1));
+        assert!(
+            msg.events().is_empty(),
+            "events from the old history: {msg:?}"
+        );
+        if msg.canceled() {
+            break msg;
+        }
+    };
+    assert_eq!(canceled.compact_revision(), new_rev);
+    assert_eq!(canceled.cancel_reason(), COMPACTED);
+    assert!(
+        out.contains(&format!(
+            "(revision {snap_rev}, raised to {new_rev} and compacted there)"
+        )),
+        "{out}"
+    );
+
+    // (b) Reads at old revisions are refused the same way; HashKV at the new one works.
+    for rev in [snap_rev, seen, new_rev - 1] {
+        let e = c
+            .get(
+                "br/",
+                Some(GetOptions::new().with_prefix().with_revision(rev)),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(COMPACTED), "range at {rev}: {e}");
+    }
+    let h = c.hash_kv(0).await.unwrap();
+    assert_eq!(
+        (h.header().unwrap().revision(), h.compact_version()),
+        (new_rev, new_rev)
+    );
+
+    // (c) The keys are the snapshot's, unchanged; the store stands at the raised revision.
+    assert_eq!(keys(&mut c, "br/").await, (backed_up, new_rev));
+
+    // (d) A new write gets the revision after the raised one, and a watch from the raised
+    // revision sees exactly it (the skipped revisions hold no events).
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(new_rev);
+    let mut w = c.watch("br/", Some(opts)).await.unwrap();
+    let r = c.put("br/after", "y", None).await.unwrap();
+    assert_eq!(r.header().unwrap().revision(), new_rev + 1);
+    let mut got = Vec::new();
+    while got.is_empty() {
+        let msg = next_message(&mut w, Duration::from_secs(5))
+            .await
+            .expect("no event for the write after the restore");
+        assert!(!msg.canceled(), "{msg:?}");
+        got.extend(msg.events().iter().map(|e| {
+            let kv = e.kv().unwrap();
+            (kv.key_str().unwrap().to_string(), kv.mod_revision())
+        }));
+    }
+    assert_eq!(got, [("br/after".to_string(), new_rev + 1)]);
 }

@@ -3,13 +3,21 @@
 //! restores it into the member's volume under a new cluster id (`kvctl snapshot restore`).
 //! The other pods run it too and do nothing (`--only-for`); a pod restarted later does nothing
 //! either (`--once`). Store credentials reach only this container, from the Secret, as the
-//! environment variables the store clients read.
+//! environment variables the store clients read. The restored revision is raised and marked
+//! compacted (`--bump-revision --mark-compacted`, as etcd advises for Kubernetes), so that a
+//! client resuming a watch from a revision of the old history is canceled and relists.
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, SecretKeySelector, VolumeMount};
 use kv_crds::v1alpha1::{BackupStore, StoreProvider};
 
 use super::statefulset::DATA_DIR;
 use crate::controller::validate::Validated;
+
+/// How far a restore raises the snapshot's revision: etcd's advice for Kubernetes
+/// (`etcdutl snapshot restore --bump-revision 1000000000 --mark-compacted`), far more than the
+/// writes a cluster takes between a backup and its restore, so every new revision is above any
+/// a client of the old history saw.
+pub const REVISION_BUMP: u64 = 1_000_000_000;
 
 /// What the first member restores.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +32,9 @@ pub struct RestoreInit {
     pub token: String,
     /// The store, for endpoint and credentials.
     pub store: BackupStore,
+    /// Raise the restored revision by this much and mark it compacted (0: keep the snapshot's
+    /// revision and history).
+    pub bump_revision: u64,
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
@@ -120,23 +131,28 @@ pub fn init_container(v: &Validated, r: &RestoreInit) -> Container {
             ..Default::default()
         });
     }
+    let mut args = vec![
+        "snapshot".into(),
+        "restore".into(),
+        r.uri.clone(),
+        format!("--sha256={}", r.sha256),
+        format!("--data-dir={DATA_DIR}/data"),
+        "--replace-data-dir".into(),
+        format!("--once={}", r.marker),
+        format!("--only-for={first}"),
+        "--name=$(POD_NAME)".into(),
+        format!("--initial-cluster={first}={}", v.peer_url(&first)),
+        format!("--initial-cluster-token={}", r.token),
+    ];
+    if r.bump_revision > 0 {
+        args.push(format!("--bump-revision={}", r.bump_revision));
+        args.push("--mark-compacted".into());
+    }
     Container {
         name: "restore".into(),
         image: Some(v.image.clone()),
         command: Some(vec!["kvctl".into()]),
-        args: Some(vec![
-            "snapshot".into(),
-            "restore".into(),
-            r.uri.clone(),
-            format!("--sha256={}", r.sha256),
-            format!("--data-dir={DATA_DIR}/data"),
-            "--replace-data-dir".into(),
-            format!("--once={}", r.marker),
-            format!("--only-for={first}"),
-            "--name=$(POD_NAME)".into(),
-            format!("--initial-cluster={first}={}", v.peer_url(&first)),
-            format!("--initial-cluster-token={}", r.token),
-        ]),
+        args: Some(args),
         env: Some(env_vars),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -166,12 +182,34 @@ mod tests {
                 credentials_secret: Some("s3-creds".into()),
                 ..Default::default()
             },
+            bump_revision: REVISION_BUMP,
         };
         let c = init_container(&v, &r);
         let args = c.args.unwrap();
         assert!(args.contains(&"--only-for=demo-0".to_string()));
         assert!(args.contains(&"--once=req-7".to_string()));
         assert!(args.contains(&format!("--sha256={}", "ab".repeat(32))));
+        assert!(
+            args.ends_with(&[
+                "--bump-revision=1000000000".into(),
+                "--mark-compacted".into()
+            ]),
+            "{args:?}"
+        );
+        let plain = init_container(
+            &v,
+            &RestoreInit {
+                bump_revision: 0,
+                ..r.clone()
+            },
+        );
+        let plain = plain.args.unwrap();
+        assert!(
+            !plain
+                .iter()
+                .any(|a| a.contains("revision") || a.contains("compacted")),
+            "{plain:?}"
+        );
         let env = c.env.unwrap();
         let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
         for n in [
