@@ -1,0 +1,98 @@
+//! Tests on generated histories: valid ones of every size pass (the 20,000-operation one in
+//! seconds), a corrupted one fails, a tiny budget times out, and histories survive JSON.
+
+use std::time::{Duration, Instant};
+
+use super::history::{History, Request, Response};
+use super::linearizable::Budget;
+use super::testgen::{Shape, b, generate};
+use super::tests_linearizable::failure;
+use super::{Options, Status, check, check_with};
+
+#[test]
+fn the_search_reports_a_timeout_as_its_own_verdict() {
+    let history = generate(&Shape {
+        clients: 5,
+        operations: 2000,
+        keys: 5,
+        unknown: 0,
+        seed: 3,
+    });
+    let budget = Budget {
+        max_steps: 1500,
+        max_time: Duration::from_secs(60),
+    };
+    let report = check_with(&history, &Options { budget });
+    assert_eq!(
+        report.verdict("linearizable").map(|v| v.status),
+        Some(Status::TimedOut),
+        "{report}"
+    );
+    assert!(!report.passed());
+}
+
+#[test]
+fn generated_histories_pass_and_survive_json() {
+    for seed in 1..=20 {
+        let history = generate(&Shape {
+            clients: 4,
+            operations: 300,
+            keys: 3,
+            unknown: 80,
+            seed,
+        });
+        let report = check(&history);
+        assert!(report.passed(), "seed {seed}: {report}");
+        assert_eq!(
+            History::from_json(&history.to_json()).ok().as_ref(),
+            Some(&history)
+        );
+    }
+}
+
+#[test]
+fn a_corrupted_read_in_a_generated_history_fails() {
+    let mut history = generate(&Shape {
+        clients: 4,
+        operations: 400,
+        keys: 3,
+        unknown: 0,
+        seed: 9,
+    });
+    let target = history.operations.iter_mut().rev().find(|op| {
+        matches!(&op.response, Response::Range { kvs, .. } if !kvs.is_empty())
+            && matches!(
+                op.request,
+                Request::Range {
+                    revision: 0,
+                    serializable: false,
+                    ..
+                }
+            )
+    });
+    if let Some(Response::Range { kvs, .. }) = target.map(|op| &mut op.response) {
+        kvs[0].value = b("corrupted");
+    }
+    failure(&history, "linearizable");
+}
+
+#[test]
+fn twenty_thousand_operations_from_ten_clients_check_in_seconds() {
+    let history = generate(&Shape {
+        clients: 10,
+        operations: 20_000,
+        keys: 10,
+        unknown: 30,
+        seed: 42,
+    });
+    let started = Instant::now();
+    let report = check(&history);
+    let took = started.elapsed();
+    eprintln!("20k operations checked in {took:.2?}\n{report}");
+    assert!(report.passed(), "{report}");
+    assert!(
+        report.counts.unknown > 300 && report.counts.patched > 100,
+        "{report}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
