@@ -150,7 +150,11 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
         .await
         .err()
         .map(|e| format!("{e:#}"));
-    tokio::time::sleep_until(until.into()).await;
+    match &fault_error {
+        // The run is over: what follows shows the state the fault left.
+        Some(e) => eprintln!("kv-robustness: {e}"),
+        None => tokio::time::sleep_until(until.into()).await,
+    }
     step(&shared, "faults over: healing");
     injector.heal(&mut cluster)?;
     let healthy = cluster.wait_healthy(Duration::from_secs(60)).await;
