@@ -237,13 +237,28 @@ async fn a_watch_goes_on_unbroken_through_a_defragmentation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_event_follows_a_progress_notification_at_or_below_its_revision() {
+async fn no_event_follows_a_requested_progress_notification_at_or_below_its_revision() {
     let cluster = Cluster::start(3).await;
+    progress_keeps_its_place(&cluster, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_follows_a_periodic_progress_notification_at_or_below_its_revision() {
+    let cluster =
+        Cluster::start_with(3, &["--experimental-watch-progress-notify-interval", "2ms"]).await;
+    progress_keeps_its_place(&cluster, false).await;
+}
+
+/// Writers through every member keep batches flowing while a watch on member 1 gets progress
+/// notifications (asked for over and over when `request`, else periodic): each must come
+/// after every event at or below its revision, and never below the last event's.
+async fn progress_keeps_its_place(cluster: &Cluster, request: bool) {
     let url = cluster.members[1].client_url();
     let mut wc = client(&url).await.unwrap();
-    let (mut tx, mut rx) = watch_from(&mut wc, "pn/", 0).await.split();
-    // Writers through every member keep batches flowing while the stream asks for progress
-    // over and over; each answer must come after every event at or below its revision.
+    let opts = WatchOptions::new().with_prefix().with_progress_notify();
+    let mut s = wc.watch("pn/", Some(opts)).await.unwrap();
+    assert!(s.message().await.unwrap().unwrap().created());
+    let (mut tx, mut rx) = s.split();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..6 {
@@ -260,7 +275,9 @@ async fn no_event_follows_a_progress_notification_at_or_below_its_revision() {
     }
     let asker = tokio::spawn(async move {
         for _ in 0..2000 {
-            tx.request_progress().await.unwrap();
+            if request {
+                tx.request_progress().await.unwrap();
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tx

@@ -8,6 +8,9 @@ use anyhow::Result;
 use clap::Parser;
 use kv_robustness::runner::cluster::Target;
 use kv_robustness::runner::faults::{ALL, Fault};
+use kv_robustness::check::history::History;
+use kv_robustness::check::linearizable::Budget;
+use kv_robustness::check::{Options, check_with};
 use kv_robustness::runner::{report, run};
 
 #[derive(Parser, Debug)]
@@ -40,6 +43,12 @@ struct Args {
     /// Where to write summary.md, summary.json (and history.json, logs.txt on failure).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run nothing: check a history.json a failed run wrote, again (with `--budget`).
+    #[arg(long, value_name = "HISTORY_JSON")]
+    check: Option<PathBuf>,
+    /// Time limit of the linearizability search.
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
+    budget: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -56,6 +65,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let budget = Budget {
+        max_time: args.budget,
+        max_steps: u64::MAX,
+    };
+    if let Some(path) = &args.check {
+        let history = History::from_json(&std::fs::read_to_string(path)?)?;
+        let report = check_with(&history, &Options { budget });
+        println!("{report}");
+        std::process::exit(if report.passed() { 0 } else { 1 });
+    }
     let bin = match args.bin {
         Some(b) => b,
         None => match args.target {
@@ -86,6 +105,7 @@ async fn main() -> Result<()> {
         } else {
             args.faults
         },
+        budget,
     };
     let outcome = run::run(&cfg).await?;
     println!("{}", report::markdown(&outcome.summary));

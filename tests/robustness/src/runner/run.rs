@@ -16,6 +16,7 @@ use super::faults::{Fault, Injector};
 use super::traffic::{self, Shared};
 use super::watchers;
 use crate::check::history::{History, Operation, Request, Response};
+use crate::check::linearizable::Budget;
 use crate::check::{self, Report, Status};
 
 /// What to run.
@@ -37,6 +38,8 @@ pub struct Config {
     pub rate: u32,
     /// Fault kinds to draw from.
     pub faults: Vec<Fault>,
+    /// Limits of the linearizability search.
+    pub budget: Budget,
 }
 
 /// The end-of-run comparisons of the members.
@@ -196,7 +199,12 @@ pub async fn run(cfg: &Config) -> Result<Outcome> {
         watches,
     };
     let checked_at = Instant::now();
-    let report = check::check(&history);
+    let report = check::check_with(
+        &history,
+        &check::Options {
+            budget: cfg.budget.clone(),
+        },
+    );
     eprintln!(
         "kv-robustness: checked in {:.1}s",
         checked_at.elapsed().as_secs_f64()

@@ -43,6 +43,7 @@ async fn short_run_under_every_fault_kind_passes_every_check() {
         clients: 8,
         rate: 200,
         faults: faults::ALL.to_vec(),
+        budget: Default::default(),
     };
     let outcome = run::run(&cfg).await.expect("the run itself failed");
     let s = &outcome.summary;
