@@ -9,6 +9,7 @@ pub mod proposer;
 pub mod service;
 pub mod snapshot;
 pub mod state_machine;
+pub mod wal;
 
 use serde::{Deserialize, Serialize};
 
