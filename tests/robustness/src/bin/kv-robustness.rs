@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use kv_robustness::runner::cluster::Target;
-use kv_robustness::runner::faults::{ALL, Fault};
 use kv_robustness::check::history::History;
 use kv_robustness::check::linearizable::Budget;
 use kv_robustness::check::{Options, check_with};
+use kv_robustness::runner::cluster::Target;
+use kv_robustness::runner::faults::{ALL, Fault};
 use kv_robustness::runner::{report, run};
 
 #[derive(Parser, Debug)]
