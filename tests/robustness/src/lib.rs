@@ -11,7 +11,8 @@
 //!   texts, Txn compares, which observed answer fits the model's);
 //! - linearizability: `patch` (Unknown writes resolved by watch events), `roles` (what the
 //!   search must place, may place, or leaves out), `hints` (watch events that guide it),
-//!   `linearizable` (the search);
+//!   `prune` (revision owners and identical optional writes: branches no linearization can
+//!   take), `timeline` (calls and returns in time order), `linearizable` (the search);
 //! - after a linearization: `replay` (the store at every revision, its events, what is in
 //!   doubt), `reads` (stale and serializable reads), `expected` and `watch` (etcd's watch
 //!   guarantees);

@@ -1,12 +1,16 @@
 //! The linearizability search: Wing & Gong's algorithm with Lowe's memo cache, as porcupine
 //! runs it, made iterative. Operations become call and return entries in a doubly linked list
-//! sorted by time; the search linearizes a pending call whose step fits the model, unlinks its
-//! entries and starts over, and backtracks when the earliest pending return is reached.
-//! Differences from porcupine: an Unknown write is optional (it may have happened at any time
-//! after its call, or never), so it gets no return entry and is tried only after every
-//! required candidate failed at a node; an operation that leaves the state unchanged (a read)
-//! is linearized as soon as it fits and never reconsidered at that node (doing it first
-//! dominates doing it later); the linearized set is hashed with 128-bit Zobrist keys.
+//! sorted by time (`timeline`); the search linearizes a pending call whose step fits the
+//! model, unlinks its entries and starts over, and backtracks when the earliest pending return
+//! is reached. Differences from porcupine: an Unknown write is optional (it may have happened
+//! at any time after its call, or never), so it gets no return entry and is tried only after
+//! every required candidate failed at a node; an operation that leaves the state unchanged (a
+//! read) is linearized as soon as it fits and never reconsidered at that node (doing it first
+//! dominates doing it later); the linearized set is hashed with 128-bit Zobrist keys. Two
+//! rules of `prune` (which says why they are sound) keep a long run tractable: no operation
+//! may make a revision a required write says it made, and of identical optional writes only
+//! the earliest-called unplaced one is tried. An optional write the watches rule out is
+//! rejected by `Hints::admits` before the model is stepped.
 
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -15,7 +19,9 @@ use std::time::{Duration, Instant};
 use super::hints::Hints;
 use super::history::{Operation, Response};
 use super::model::State;
+use super::prune::{Owners, Twins};
 use super::roles::{Role, roles};
+use super::timeline::Timeline;
 
 /// Limits of one search.
 #[derive(Clone, Debug)]
@@ -67,14 +73,10 @@ pub enum Outcome {
     },
 }
 
-const NIL: usize = usize::MAX;
-
-struct Entry {
-    op: usize,
-    time: u64,
-    call: bool,
-    pair: usize,
-}
+/// Most memo cache entries: past it the cache starts again empty. Forgetting what failed only
+/// costs time, while a cache that grows with every state tried can exhaust the memory of a
+/// search that runs for minutes (a hint-free search of a 20-minute run took 24 GB).
+const MEMO_LIMIT: usize = 1 << 20;
 
 #[derive(Clone, Copy)]
 enum Slot {
@@ -93,6 +95,17 @@ struct Frame {
 struct Link {
     op: usize,
     prev: Option<Rc<Link>>,
+}
+
+impl Drop for Link {
+    /// Unlinks the chain in a loop: the default drop recurses once per link, which overflows
+    /// the stack of a debug build on the linearization of a long run.
+    fn drop(&mut self) {
+        let mut prev = self.prev.take();
+        while let Some(link) = prev {
+            prev = Rc::try_unwrap(link).ok().and_then(|mut l| l.prev.take());
+        }
+    }
 }
 
 /// Searches for a linearization of `ops` (indices refer to `ops`).
@@ -115,58 +128,21 @@ struct Search<'a> {
     hints: Option<&'a Hints>,
     /// The highest revision any answer or event showed.
     ceiling: i64,
-    entries: Vec<Entry>,
-    next: Vec<usize>,
-    prev: Vec<usize>,
+    timeline: Timeline,
+    /// Optional operations by call; `twins` knows which are placed.
     optional: Vec<usize>,
-    placed: Vec<bool>,
+    twins: Twins,
+    owners: Owners,
     keys: Vec<u128>,
 }
 
 impl<'a> Search<'a> {
     fn new(ops: &'a [Operation], hints: Option<&'a Hints>) -> Search<'a> {
-        let mut entries = Vec::new();
-        let mut optional = Vec::new();
-        for (i, (op, role)) in ops.iter().zip(roles(ops)).enumerate() {
-            match role {
-                Role::Required => {
-                    let (call, ret) = (op.call, op.ret.max(op.call));
-                    entries.push(Entry {
-                        op: i,
-                        time: call,
-                        call: true,
-                        pair: NIL,
-                    });
-                    entries.push(Entry {
-                        op: i,
-                        time: ret,
-                        call: false,
-                        pair: NIL,
-                    });
-                }
-                Role::Optional => optional.push(i),
-                Role::Skipped => {}
-            }
-        }
-        // Calls before returns at equal times: touching operations count as concurrent.
-        entries.sort_by_key(|e| (e.time, !e.call, e.op));
-        let mut call_at = vec![NIL; ops.len()];
-        for i in 0..entries.len() {
-            if entries[i].call {
-                call_at[entries[i].op] = i;
-            } else {
-                let c = call_at[entries[i].op];
-                entries[c].pair = i;
-                entries[i].pair = c;
-            }
-        }
+        let roles = roles(ops);
+        let mut optional: Vec<usize> = (0..ops.len())
+            .filter(|&i| roles[i] == Role::Optional)
+            .collect();
         optional.sort_by_key(|&i| (ops[i].call, i));
-        // The head sentinel is index `entries.len()`.
-        let n = entries.len();
-        let mut next: Vec<usize> = (1..=n).map(|i| if i < n { i } else { NIL }).collect();
-        next.push(if n == 0 { NIL } else { 0 });
-        let mut prev: Vec<usize> = (0..n).map(|i| if i == 0 { n } else { i - 1 }).collect();
-        prev.push(NIL);
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let keys = (0..ops.len())
             .map(|_| (u128::from(splitmix(&mut seed)) << 64) | u128::from(splitmix(&mut seed)))
@@ -181,52 +157,12 @@ impl<'a> Search<'a> {
             ops,
             hints,
             ceiling,
-            entries,
-            next,
-            prev,
-            placed: vec![false; optional.len()],
+            timeline: Timeline::new(ops, &roles),
+            twins: Twins::new(ops, &optional),
+            owners: Owners::new(ops, &roles),
             optional,
             keys,
         }
-    }
-
-    fn head(&self) -> usize {
-        self.entries.len()
-    }
-
-    fn unlink(&mut self, e: usize) {
-        let (p, n) = (self.prev[e], self.next[e]);
-        self.next[p] = n;
-        if n != NIL {
-            self.prev[n] = p;
-        }
-    }
-
-    fn relink(&mut self, e: usize) {
-        let (p, n) = (self.prev[e], self.next[e]);
-        self.next[p] = e;
-        if n != NIL {
-            self.prev[n] = e;
-        }
-    }
-
-    /// Removes a call and its return (return first so relinking in reverse order restores).
-    fn lift(&mut self, call: usize) {
-        self.unlink(call);
-        self.unlink(self.entries[call].pair);
-    }
-
-    fn unlift(&mut self, call: usize) {
-        self.relink(self.entries[call].pair);
-        self.relink(call);
-    }
-
-    fn first_return(&self) -> usize {
-        let mut e = self.next[self.head()];
-        while e != NIL && self.entries[e].call {
-            e = self.next[e];
-        }
-        e
     }
 
     fn run(mut self, budget: &Budget) -> Outcome {
@@ -236,10 +172,10 @@ impl<'a> Search<'a> {
         let mut path: Option<Rc<Link>> = None;
         let mut state = State::new();
         let mut set = 0u128;
-        let mut left = self.entries.len() / 2;
+        let mut left = self.timeline.operations();
         let mut best: Option<(usize, Option<Rc<Link>>, usize, State)> = None;
         let mut steps = 0u64;
-        let mut cursor = Some(Slot::Main(self.next[self.head()]));
+        let mut cursor = Some(Slot::Main(self.timeline.first()));
         loop {
             steps += 1;
             if steps.is_multiple_of(1024)
@@ -255,14 +191,16 @@ impl<'a> Search<'a> {
             }
             // Find the next candidate at this node, if any.
             let candidate = match cursor {
-                Some(Slot::Main(e)) if self.entries[e].call => Some((e, Slot::Main(e))),
+                Some(Slot::Main(e)) if self.timeline.is_call(e) => Some((e, Slot::Main(e))),
+                // An optional write must make the next revision: not if a required one does.
+                Some(_) if self.owners.is_owned(state.revision() + 1) => None,
                 Some(Slot::Main(e)) => {
-                    let bound = self.entries[e].time;
+                    let bound = self.timeline.time(e);
                     self.next_optional(0, bound)
                         .map(|p| (self.optional[p], Slot::Optional(p)))
                 }
                 Some(Slot::Optional(p)) => {
-                    let bound = self.entries[self.first_return()].time;
+                    let bound = self.timeline.time(self.timeline.first_return());
                     self.next_optional(p, bound)
                         .map(|p| (self.optional[p], Slot::Optional(p)))
                 }
@@ -271,7 +209,7 @@ impl<'a> Search<'a> {
             let Some((_, slot)) = candidate else {
                 // Dead end: remember the deepest, then backtrack.
                 if best.as_ref().is_none_or(|b| stack.len() > b.0) {
-                    let blocked = self.entries[self.first_return()].op;
+                    let blocked = self.timeline.op(self.timeline.first_return());
                     best = Some((stack.len(), path.clone(), blocked, state.clone()));
                 }
                 let resumed = loop {
@@ -281,10 +219,10 @@ impl<'a> Search<'a> {
                     set = frame.set;
                     match frame.slot {
                         Slot::Main(e) => {
-                            self.unlift(e);
+                            self.timeline.unlift(e);
                             left += 1;
                         }
-                        Slot::Optional(p) => self.placed[p] = false,
+                        Slot::Optional(p) => self.twins.unplace(p),
                     }
                     if !frame.forced {
                         break Some(frame.slot);
@@ -292,38 +230,53 @@ impl<'a> Search<'a> {
                 };
                 cursor = match resumed {
                     None => return self.violation(best),
-                    Some(Slot::Main(e)) => Some(Slot::Main(self.next[e])),
+                    Some(Slot::Main(e)) => Some(Slot::Main(self.timeline.next(e))),
                     Some(Slot::Optional(p)) => Some(Slot::Optional(p + 1)),
                 };
                 continue;
             };
             let op = match slot {
-                Slot::Main(e) => self.entries[e].op,
+                Slot::Main(e) => self.timeline.op(e),
                 Slot::Optional(p) => self.optional[p],
             };
             let (request, response) = (&self.ops[op].request, &self.ops[op].response);
-            let tried = state.step(request, response).filter(|a| {
-                self.hints
-                    .is_none_or(|h| h.allow(&state, request, response, a.state.revision()))
-            });
             let advance = |slot| match slot {
-                Slot::Main(e) => Some(Slot::Main(self.next[e])),
+                Slot::Main(e) => Some(Slot::Main(self.timeline.next(e))),
                 Slot::Optional(p) => Some(Slot::Optional(p + 1)),
             };
+            let optional = matches!(slot, Slot::Optional(_));
+            let next_revision = state.revision() + 1;
+            if optional
+                && !self
+                    .hints
+                    .is_none_or(|h| h.admits(&state, request, next_revision))
+            {
+                // Most optional writes are rejected here, without a step of the model.
+                cursor = advance(slot);
+                continue;
+            }
+            let tried = state.step(request, response).filter(|a| {
+                let made = a.state.revision();
+                (made == state.revision() || self.owners.may_make(op, optional, made))
+                    && self
+                        .hints
+                        .is_none_or(|h| h.allow(&state, request, response, made))
+            });
             let Some(applied) = tried else {
                 cursor = advance(slot);
                 continue;
             };
             let made = applied.state.revision();
-            if matches!(slot, Slot::Optional(_))
-                && (made == state.revision() || made > self.ceiling)
-            {
+            if optional && (made == state.revision() || made > self.ceiling) {
                 // An Unknown write is placed only where it makes a revision some answer or
                 // event can pin down; see `roles` for what its other effects may explain.
                 cursor = advance(slot);
                 continue;
             }
             let new_set = set ^ self.keys[op];
+            if cache.len() >= MEMO_LIMIT {
+                cache.clear();
+            }
             if !cache.insert((new_set, applied.state.clone())) {
                 // Seen and failed. For a no-op that fits, this node fails too.
                 cursor = if applied.changed { advance(slot) } else { None };
@@ -345,19 +298,20 @@ impl<'a> Search<'a> {
             set = new_set;
             match slot {
                 Slot::Main(e) => {
-                    self.lift(e);
+                    self.timeline.lift(e);
                     left -= 1;
                 }
-                Slot::Optional(p) => self.placed[p] = true,
+                Slot::Optional(p) => self.twins.place(p),
             }
-            cursor = Some(Slot::Main(self.next[self.head()]));
+            cursor = Some(Slot::Main(self.timeline.first()));
         }
     }
 
-    /// The first unplaced optional operation at or after `p` called no later than `bound`.
+    /// The first optional operation at or after `p` called no later than `bound` that is the
+    /// earliest-called unplaced one of its twins.
     fn next_optional(&self, mut p: usize, bound: u64) -> Option<usize> {
         while p < self.optional.len() && self.ops[self.optional[p]].call <= bound {
-            if !self.placed[p] {
+            if self.twins.is_next(p) {
                 return Some(p);
             }
             p += 1;
@@ -393,4 +347,32 @@ fn splitmix(seed: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_prefix_is_dropped_without_recursion_and_a_shared_tail_survives() {
+        let mut path = None;
+        let mut middle = None;
+        for op in 0..1_000_000 {
+            path = Some(Rc::new(Link {
+                op,
+                prev: path.take(),
+            }));
+            if op == 500_000 {
+                middle = path.clone();
+            }
+        }
+        drop(path);
+        let mut length = 0;
+        let mut link = middle.as_ref();
+        while let Some(l) = link {
+            length += 1;
+            link = l.prev.as_ref();
+        }
+        assert_eq!(length, 500_001);
+    }
 }

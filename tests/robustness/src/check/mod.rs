@@ -13,9 +13,11 @@ pub mod keys;
 pub mod linearizable;
 pub mod model;
 pub mod patch;
+pub mod prune;
 pub mod reads;
 pub mod replay;
 pub mod roles;
+pub mod timeline;
 pub mod watch;
 
 #[cfg(test)]
@@ -24,6 +26,8 @@ mod testgen;
 mod tests_generated;
 #[cfg(test)]
 mod tests_linearizable;
+#[cfg(test)]
+mod tests_outage;
 #[cfg(test)]
 mod tests_patch;
 #[cfg(test)]
@@ -191,13 +195,21 @@ pub fn check_with(history: &History, options: &Options) -> Report {
     let started = Instant::now();
     let hints = hints::Hints::new(&patched.history);
     let mut outcome = linearizable::linearize_with(ops, &options.budget, &hints);
+    let mut hinted = None;
     if matches!(outcome, Outcome::Violation(_)) && !hints.is_empty() {
         // The hints trust the watches; without them a broken watch cannot fail this check.
-        outcome = linearizable::linearize(ops, &options.budget);
+        let without = linearizable::linearize(ops, &options.budget);
+        hinted = Some(std::mem::replace(&mut outcome, without));
     }
     let took = started.elapsed();
     let Outcome::Linearizable { order } = outcome else {
-        verdicts.push(failed_search(outcome, ops, took));
+        let mut failed = failed_search(outcome, ops, took);
+        if let (Status::TimedOut, Some(hinted)) = (failed.status, hinted) {
+            // No verdict, but say where the search that trusts the watches got stuck.
+            let with = failed_search(hinted, ops, took).message;
+            failed.message = format!("{} (with watch hints: {with})", failed.message);
+        }
+        verdicts.push(failed);
         verdicts.push(skipped("stale reads"));
         let expected = expected::Expected::from_watches(&patched.history);
         verdicts.extend(watch_verdicts(&patched.history, &expected));

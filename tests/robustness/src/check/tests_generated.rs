@@ -1,9 +1,10 @@
 //! Tests on generated histories: valid ones of every size pass (the 20,000-operation one in
-//! seconds), a corrupted one fails, a tiny budget times out, and histories survive JSON.
+//! seconds), a corrupted one fails, a tiny budget times out (and the verdict still says where
+//! the search with watch hints failed), and histories survive JSON.
 
 use std::time::{Duration, Instant};
 
-use super::history::{History, Request, Response};
+use super::history::{EventKind, History, Request, Response};
 use super::linearizable::Budget;
 use super::testgen::{Shape, b, generate};
 use super::tests_linearizable::failure;
@@ -29,6 +30,34 @@ fn the_search_reports_a_timeout_as_its_own_verdict() {
         "{report}"
     );
     assert!(!report.passed());
+}
+
+#[test]
+fn a_timeout_without_hints_says_where_the_search_with_hints_failed() {
+    let mut history = generate(&Shape {
+        clients: 4,
+        operations: 3000,
+        keys: 5,
+        unknown: 0,
+        seed: 5,
+    });
+    // The watch over every key misreports the first put, so the hinted search fails there.
+    let events = history.watches[0]
+        .responses
+        .iter_mut()
+        .flat_map(|r| &mut r.events);
+    if let Some(first) = events.into_iter().find(|e| e.kind == EventKind::Put) {
+        first.kv.value = b("misreported");
+    }
+    let budget = Budget {
+        max_steps: 1024,
+        max_time: Duration::from_secs(60),
+    };
+    let report = check_with(&history, &Options { budget });
+    let v = report.verdict("linearizable");
+    assert_eq!(v.map(|v| v.status), Some(Status::TimedOut), "{report}");
+    let message = v.map(|v| v.message.as_str()).unwrap_or_default();
+    assert!(message.contains("(with watch hints: op #"), "{message}");
 }
 
 #[test]
