@@ -324,7 +324,8 @@ fn header_rev(h: Option<&etcd_client::ResponseHeader>) -> i64 {
     h.map_or(0, |h| h.revision())
 }
 
-fn kv(k: &etcd_client::KeyValue) -> KeyValue {
+/// A key-value pair as the history records it.
+pub fn kv(k: &etcd_client::KeyValue) -> KeyValue {
     KeyValue {
         key: k.key().to_vec(),
         value: k.value().to_vec(),

@@ -15,10 +15,8 @@ use etcd_client::{EventType, WatchOptions};
 use tokio::sync::watch;
 
 use super::cluster::connect;
-use super::traffic::Shared;
-use crate::check::history::{
-    EventKind, KeyValue, WatchEvent, WatchRecord, WatchResponse, WatchSpec,
-};
+use super::traffic::{Shared, kv};
+use crate::check::history::{EventKind, WatchEvent, WatchRecord, WatchResponse, WatchSpec};
 
 /// How often a recorder asks its stream for progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(300);
@@ -170,17 +168,6 @@ async fn follow(
         Ordering::Relaxed,
     );
     (done, resume)
-}
-
-fn kv(k: &etcd_client::KeyValue) -> KeyValue {
-    KeyValue {
-        key: k.key().to_vec(),
-        value: k.value().to_vec(),
-        create_revision: k.create_revision(),
-        mod_revision: k.mod_revision(),
-        version: k.version(),
-        lease: k.lease(),
-    }
 }
 
 fn convert(m: &etcd_client::WatchResponse, time: u64) -> WatchResponse {
