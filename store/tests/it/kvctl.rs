@@ -35,7 +35,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Run kvctl, assert success, return stdout.
-fn kvctl_ok(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) fn kvctl_ok(endpoints: &str, args: &[&str], stdin: Option<&str>) -> String {
     let out = kvctl(endpoints, args, stdin);
     assert!(
         out.status.success(),

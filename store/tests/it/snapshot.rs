@@ -4,12 +4,12 @@
 //! watches and reads resuming from the old history are refused as compacted.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions, WatchOptions, WatchResponse, WatchStream};
 
 use crate::common::{Cluster, Member, client, free_port};
+use crate::kvctl::kvctl_ok;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_member_catches_up_via_snapshot() {
@@ -110,23 +110,6 @@ const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted"
 /// the revisions written since the backup does).
 const BUMP: i64 = 1000;
 
-/// Run kvctl, assert success, return stdout.
-fn kvctl_ok(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_kvctl"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    assert!(
-        out.status.success(),
-        "kvctl {args:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 /// (key, value, create revision, mod revision, version) of every key under `prefix`, and the
 /// revision of the read.
 async fn keys(c: &mut Client, prefix: &str) -> (Vec<(String, String, i64, i64, i64)>, i64) {
@@ -173,7 +156,8 @@ async fn restore_one(snap: &Path, flags: &[&str]) -> (Cluster, String) {
         &token,
     ];
     args.extend(flags);
-    let out = kvctl_ok(&args);
+    // (Offline: the endpoint is the member about to be made.)
+    let out = kvctl_ok(&format!("127.0.0.1:{client_port}"), &args, None);
     let member = Member {
         name: "r0".into(),
         client_port,
@@ -218,12 +202,7 @@ async fn a_restore_with_a_revision_bump_cancels_watches_resuming_from_the_old_hi
     let (backed_up, snap_rev) = keys(&mut c, "br/").await;
     let files = tempfile::tempdir().unwrap();
     let snap = files.path().join("backup.db");
-    kvctl_ok(&[
-        &format!("--endpoints={ep}"),
-        "snapshot",
-        "save",
-        snap.to_str().unwrap(),
-    ]);
+    kvctl_ok(&ep, &["snapshot", "save", snap.to_str().unwrap()], None);
     // Writes after the backup: a watching client saw revisions up to `seen`.
     let mut seen = 0;
     for i in 0..10 {
