@@ -168,14 +168,19 @@ impl Node {
                                     .map(|_| r)
                                     .map_err(|_| EtcdError::Timeout);
                             }
+                            // Refused before it reached the log, or its entry was truncated
+                            // away (openraft answers an entry that can never commit so): safe
+                            // to send again.
                             Ok(Err(EtcdError::NotLeader)) => {}
                             Ok(Err(e)) => return Err(e),
-                            Err(s) if s.code() == tonic::Code::Unavailable => {}
+                            Err(s) if never_sent(&s) => {}
                             Err(s) if s.code() == tonic::Code::DeadlineExceeded => {
                                 return Err(EtcdError::Timeout);
                             }
-                            // The leader went away mid-request: it may or may not have
-                            // committed it. etcd answers such requests with a retryable error.
+                            // The request may have reached the leader (a broken connection, a
+                            // keep-alive timeout while it was paused): its entry may still
+                            // commit, so sending it again could apply it twice. etcd answers
+                            // such requests with a retryable error and leaves it to the client.
                             Err(s) => {
                                 tracing::debug!(status = %s, "forwarded proposal lost");
                                 return Err(EtcdError::LeaderChanged);
@@ -627,6 +632,20 @@ impl Node {
     }
 }
 
+/// Whether a failed peer call certainly never reached the peer: the connection could not be
+/// made. Anything else (a reset or timed-out connection, even one tonic calls `Unavailable`)
+/// may have delivered the request.
+fn never_sent(s: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Whether the leader's view says learner `id` has (nearly) all of the log: etcd's rule is
 /// 90 % of the leader's progress.
 fn learner_caught_up(m: &RaftMetrics, id: u64) -> bool {
@@ -734,5 +753,25 @@ async fn promote_caught_up(node: std::sync::Weak<Node>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::never_sent;
+
+    #[test]
+    fn only_a_failed_connect_counts_as_never_sent() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let connect = tonic::Status::from_error(Box::new(tonic::ConnectError(Box::new(refused))));
+        assert_eq!(connect.code(), tonic::Code::Unavailable);
+        assert!(never_sent(&connect));
+        // tonic maps a keep-alive timeout (the peer paused mid-request) to Unavailable too,
+        // with no source: the request may have arrived.
+        assert!(!never_sent(&tonic::Status::unavailable(
+            "keep-alive timed out"
+        )));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!never_sent(&tonic::Status::from_error(Box::new(reset))));
     }
 }

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::network::MemberOp;
 use super::prevote::{LeaderContact, PreVote, grant};
-use super::{Command, Raft, TypeConfig};
+use super::{Command, CommandResponse, Raft, TypeConfig};
 use crate::error::EtcdError;
 use crate::mvcc::tables::{decode, encode};
 use crate::node::Node;
@@ -125,7 +125,11 @@ impl RaftPeer for PeerService {
         let msg = req.into_inner();
         self.check(&msg)?;
         let cmd: Command = payload(&msg)?;
-        reply(&self.node()?.propose_forwarded(cmd).await)
+        // A member still starting is no leader: the follower may send the write elsewhere.
+        let Ok(node) = self.node() else {
+            return reply(&Err::<(CommandResponse, u64), _>(EtcdError::NotLeader));
+        };
+        reply(&node.propose_forwarded(cmd).await)
     }
 
     async fn read_index(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

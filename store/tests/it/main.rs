@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod etcd_client_crate;
 mod etcdctl;
+mod forwarding;
 mod http;
 mod kvctl;
 mod maintenance;

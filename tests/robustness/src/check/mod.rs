@@ -12,6 +12,7 @@ pub mod history;
 pub mod keys;
 pub mod linearizable;
 pub mod model;
+pub mod once;
 pub mod patch;
 pub mod prune;
 pub mod reads;
@@ -188,7 +189,10 @@ pub fn check_with(history: &History, options: &Options) -> Report {
             .sum(),
         ..Counts::default()
     };
-    let mut verdicts = vec![verdict("history", assumptions(history), String::new())];
+    let mut verdicts = vec![
+        verdict("history", assumptions(history), String::new()),
+        verdict("applied once", once::applied_once(history), String::new()),
+    ];
     let patched = patch::patch(history);
     (counts.patched, counts.dropped) = (patched.patched, patched.dropped);
     let ops = &patched.history.operations;

@@ -115,7 +115,7 @@ fn events_of(h: &mut History, watch: usize) -> &mut Vec<super::history::WatchRes
 fn a_valid_history_passes_every_watch_check() {
     let report = check(&base());
     assert!(report.passed(), "{report}");
-    assert_eq!(report.verdicts.len(), 13, "{report}");
+    assert_eq!(report.verdicts.len(), 14, "{report}");
 }
 
 #[test]
@@ -307,4 +307,34 @@ fn a_generated_history_with_a_gap_in_its_watch_fails() {
         reliable.contains(&format!("at revision {revision}")),
         "{report}"
     );
+}
+
+#[test]
+fn a_put_applied_twice_breaks_applied_once() {
+    // One request's entry committed and the same request sent again: two revisions.
+    let mut h = base();
+    let again = events_at(
+        65,
+        vec![put_event(
+            kv("a", "2", 2, 5, 3),
+            Some(kv("a", "2", 2, 4, 2)),
+        )],
+    );
+    events_of(&mut h, 0).insert(3, again);
+    fails(
+        &h,
+        "applied once",
+        "put \"a\"=\"2\" applied at revisions [4, 5], by 1 request(s)",
+    );
+}
+
+#[test]
+fn the_same_value_written_by_two_requests_is_no_double_apply() {
+    let mut h = base();
+    h.operations[2].request = put("a", "1");
+    h.watches[0].responses[2].events[0].kv.value = b("1");
+    h.watches[1].responses[1].events[0].kv.value = b("1");
+    let report = check(&h);
+    let v = report.verdict("applied once").unwrap();
+    assert_eq!(v.status, Status::Passed, "{report}");
 }
