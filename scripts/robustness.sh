@@ -18,6 +18,7 @@ command -v iptables >/dev/null 2>&1 || { apt-get update -qq && apt-get install -
 cargo build --release -p kvstore -p kv-robustness
 # Private copies: the tree may be rebuilt while a long run goes on.
 T=$(mktemp -d)
+chmod 755 "$T" # members run under their own uids (for partitions)
 trap 'rm -rf "$T"' EXIT
 cp target/release/kvstore target/release/kv-robustness "$T/"
 
