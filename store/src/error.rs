@@ -149,6 +149,12 @@ pub enum Error {
     /// File IO failed.
     #[error("io failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The Raft log's WAL failed.
+    #[error("raft log: {0}")]
+    Wal(#[from] crate::raft::wal::WalError),
+    /// Another process holds this member directory.
+    #[error("data dir {} is in use by another kvstore", .0.parent().unwrap_or(.0).display())]
+    InUse(std::path::PathBuf),
     /// An encoded record could not be decoded.
     #[error("failed to decode {what}: {reason}")]
     Decode {

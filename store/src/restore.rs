@@ -15,18 +15,18 @@
 
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use redb::WriteTransaction;
 use sha2::{Digest, Sha256};
 
 use crate::config::parse_initial_cluster;
+use crate::data_dir::{Identity, member_dir, write_identity};
 use crate::error::{Error, Result};
 use crate::mvcc::tables::*;
 use crate::raft::log_store::LogStore;
 use crate::raft::snapshot::{Record, clear_tables, load_records, read_header, read_record};
 use crate::raft::state_machine::SmShared;
-use crate::server::{Identity, member_dir, members_of, write_identity};
+use crate::server::members_of;
 
 /// What a snapshot file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,8 +240,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
         .expect("named member");
 
     let dir = member_dir(&opts.data_dir);
-    std::fs::create_dir_all(&dir)?;
     let result = (|| {
+        crate::data_dir::prepare(&dir)?;
         let sm = SmShared::open(&dir)?;
         let mut r = BufReader::new(std::fs::File::open(&opts.snapshot)?);
         read_header(&mut r)?;
@@ -254,10 +254,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
         txn.open_table(META)?.remove(META_PENDING_VOTERS)?;
         let revs = bump_revision(&txn, opts)?;
         txn.commit()?;
-        let log_db = Arc::new(crate::raft::log_store::open_log_db(&dir.join("raft.redb"))?);
-        LogStore::new(log_db.clone())?;
+        LogStore::open(&dir)?;
         write_identity(
-            &log_db,
+            &dir,
             &Identity {
                 cluster_id,
                 member_id,

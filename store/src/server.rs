@@ -6,66 +6,23 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::api::{Api, Services};
 use crate::config::{ClusterState, ServerConfig, listen_addr};
+use crate::data_dir::{read_identity, write_identity};
 use crate::error::{Error, Result};
 use crate::gateway;
 use crate::ids;
-use crate::mvcc::tables::{decode, encode};
 use crate::node::{Node, NodeSettings};
 use crate::pb;
-use crate::raft::log_store::{LogStore, RAFT_META};
+use crate::raft::log_store::LogStore;
 use crate::raft::network::{NetworkFactory, Peers};
 use crate::raft::service::PeerService;
 use crate::raft::state_machine::{SmShared, StateMachine};
 use crate::raft::{PeerNode, Raft};
 
-/// Who this data directory belongs to; written once, when the member first starts.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Identity {
-    /// The cluster id.
-    pub cluster_id: u64,
-    /// This member's id.
-    pub member_id: u64,
-    /// Set when this member bootstrapped the cluster (`--initial-cluster-state new`, or a
-    /// snapshot restore).
-    pub bootstrapped: bool,
-    /// The initial membership to initialize Raft with, while it is not initialized yet.
-    pub bootstrap: Option<BTreeMap<u64, PeerNode>>,
-}
-
-const KEY_IDENTITY: &str = "identity";
-
-/// The member directory inside a data directory.
-pub fn member_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("member")
-}
-
-/// Read the identity stamp of a data directory's raft database.
-pub fn read_identity(db: &Database) -> Result<Option<Identity>> {
-    let txn = db.begin_read()?;
-    let t = match txn.open_table(RAFT_META) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    t.get(KEY_IDENTITY)?
-        .map(|v| decode("identity", v.value()))
-        .transpose()
-}
-
-/// Stamp a data directory's raft database with its identity.
-pub fn write_identity(db: &Database, id: &Identity) -> Result<()> {
-    let txn = db.begin_write()?;
-    txn.open_table(RAFT_META)?
-        .insert(KEY_IDENTITY, encode(id).as_slice())?;
-    txn.commit()?;
-    Ok(())
-}
+pub use crate::data_dir::{Identity, member_dir};
 
 /// Members and cluster id described by the bootstrap flags.
 pub fn bootstrap_members(cfg: &ServerConfig) -> Result<(u64, BTreeMap<u64, PeerNode>)> {
@@ -124,8 +81,8 @@ fn raft_config(cfg: &ServerConfig) -> Result<Arc<openraft::Config>> {
 }
 
 /// Work out who we are: from the data directory if it has been used, else from the flags.
-async fn identity(cfg: &ServerConfig, log_db: &Database, peers: &Peers) -> Result<Identity> {
-    if let Some(id) = read_identity(log_db)? {
+async fn identity(cfg: &ServerConfig, member: &Path, peers: &Peers) -> Result<Identity> {
+    if let Some(id) = read_identity(member)? {
         if cfg.initial_cluster_state == ClusterState::New
             && cfg.initial_cluster.is_some()
             && id.bootstrapped
@@ -272,15 +229,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     let data_dir = PathBuf::from(cfg.data_dir());
     let dir = member_dir(&data_dir);
     std::fs::create_dir_all(&dir)?;
-    let log_db = Arc::new(
-        crate::raft::log_store::open_log_db(&dir.join("raft.redb")).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::Config(format!(
-                "data dir {} is in use by another kvstore",
-                data_dir.display()
-            )),
-            other => other.into(),
-        })?,
-    );
+    crate::data_dir::prepare(&dir)?;
+    // Opened (and locked) first: a second kvstore on this data dir stops here.
+    let log_store = LogStore::open(&dir)?;
     let peers = Peers::new(0);
     // Bind the peer port first so a joining member can be reached while it asks who it is.
     let mut peer_listeners = Vec::new();
@@ -299,8 +250,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
             .map_err(|e| Error::Config(format!("failed to listen on client URL {u}: {e}")))?;
         client_listeners.push(l);
     }
-    let ident = identity(&cfg, &log_db, &peers).await?;
-    write_identity(&log_db, &ident)?;
+    let ident = identity(&cfg, &dir, &peers).await?;
+    write_identity(&dir, &ident)?;
     peers.set_cluster_id(ident.cluster_id);
     tracing::info!(
         name = %cfg.name,
@@ -310,7 +261,6 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         "starting member"
     );
 
-    let log_store = LogStore::new(log_db.clone())?;
     let sm = SmShared::open(&dir)?;
     // A lone voter resumes at once; otherwise (or when the membership applied before the
     // crash is not known yet) a restarted leader leaves the choice to an election, as etcd does.

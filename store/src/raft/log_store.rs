@@ -1,53 +1,47 @@
-//! The Raft log and vote in their own redb database (`raft.redb`), so appends never wait for
-//! the state machine's write lock.
+//! The Raft log and vote in the write-ahead log ([`super::wal`], the `wal/` directory of a
+//! member), so an append costs one `write` + `fdatasync` of a preallocated segment and never
+//! waits for the state machine.
 //!
 //! One writer thread owns every change to the log. `append` hands its entries to the writer and
 //! keeps them in an in-memory tail, so they are readable at once (as openraft requires) and
 //! openraft's core never waits for the disk. The writer takes everything queued meanwhile and
-//! writes it in one durable redb commit (one fsync), then reports those appends flushed, in
-//! order: group commit, whose batches grow with the load. Truncation, purge and the vote go
-//! through the same queue, so the file always holds an ordered prefix of the operations, and
-//! their callers wait for them to be durable.
+//! writes it with one `fdatasync`, then reports those appends flushed, in order: group commit,
+//! whose batches grow with the load. Truncation, purge and the vote go through the same queue,
+//! so the WAL always holds an ordered prefix of the operations, and their callers wait for them
+//! to be durable.
 //!
 //! The tail keeps the most recent entries (flushed or not, up to [`TAIL_BYTES`]), so replication
-//! reads of recent entries are served from memory; older ones are read from redb.
+//! reads of recent entries are served from memory; older ones are read from the WAL.
+//!
+//! Encodings (kept from the log's earlier home in redb, so a migration copies bytes): an entry,
+//! the vote and the committed log id are bincode; the purged log id rides in the WAL's purge
+//! marker.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
+use std::fs::File;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{RaftLogReader, StorageIOError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::typ::{Entry, LogId, StorageError, Vote};
+use super::wal::{Record, Wal, WalOptions};
 use super::{TypeConfig, sto_err};
 use crate::error::{Error, Result};
 use crate::mvcc::tables::{decode, encode};
 
-/// Raft log entries: index → bincode `Entry`.
-pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
-/// Raft scalars and the member's identity.
-pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+/// The WAL's directory inside a member directory.
+pub const WAL_DIR: &str = "wal";
 
-const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
-const KEY_PURGED: &str = "last_purged";
-
-/// redb page cache of `raft.redb`: replication reads recent entries only.
-pub const LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// The lock file that keeps a second process off the WAL.
+const LOCK_FILE: &str = "LOCK";
 
 /// Encoded bytes of recent entries kept in memory once durable (at least the last entry is
 /// always kept; entries not yet durable are never dropped).
 pub const TAIL_BYTES: usize = 64 * 1024 * 1024;
-
-/// Open (or create) a member's `raft.redb`.
-pub fn open_log_db(path: &std::path::Path) -> Result<Database, redb::DatabaseError> {
-    Database::builder()
-        .set_cache_size(LOG_CACHE_BYTES)
-        .create(path)
-}
 
 /// A change to the log, in the order openraft asked for it.
 enum Op {
@@ -150,29 +144,41 @@ impl Tail {
     }
 }
 
-/// The log store; clones share the database, the tail and the writer, and serve as readers.
+/// The log store; clones share the WAL, the tail and the writer, and serve as readers.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    wal: Arc<Mutex<Wal>>,
     tail: Arc<Mutex<Tail>>,
     writer: std::sync::mpsc::Sender<Op>,
+    /// Held (locked) for as long as any clone lives.
+    _lock: Arc<File>,
 }
 
-/// Write queued operations in batches, one durable commit per batch, then report them done.
-fn writer(db: Arc<Database>, tail: Arc<Mutex<Tail>>, rx: std::sync::mpsc::Receiver<Op>) {
+/// Write queued operations in batches, one `fdatasync` per batch where the operations allow
+/// it, then report them done.
+fn writer(wal: Arc<Mutex<Wal>>, tail: Arc<Mutex<Tail>>, rx: std::sync::mpsc::Receiver<Op>) {
+    // The committed log id is advisory (openraft re-learns it): it waits for the next write
+    // that is synced anyway instead of costing a sync of its own.
+    let mut committed: Option<Vec<u8>> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        // A batch of committed-index updates alone needs no fsync: the next durable commit
-        // carries it.
-        let durable = batch.iter().any(|op| !matches!(op, Op::Committed(_)));
-        let start = std::time::Instant::now();
-        let res = write_batch(&db, &batch, durable);
-        if durable {
-            crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
+        for op in &batch {
+            if let Op::Committed(c) = op {
+                committed = Some(encode(c));
+            }
         }
+        if batch.iter().all(|op| matches!(op, Op::Committed(_))) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let res = {
+            let mut wal = wal.lock().unwrap_or_else(|e| e.into_inner());
+            write_batch(&mut wal, &batch, committed.take())
+        };
+        crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
         let last_seq = batch
             .iter()
             .filter_map(|op| match op {
@@ -204,107 +210,137 @@ fn writer(db: Arc<Database>, tail: Arc<Mutex<Tail>>, rx: std::sync::mpsc::Receiv
     }
 }
 
-fn write_batch(db: &Database, batch: &[Op], durable: bool) -> Result<()> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(if durable {
-        Durability::Immediate
-    } else {
-        Durability::None
-    })?;
-    {
-        let mut log = txn.open_table(LOG)?;
-        let mut meta = txn.open_table(RAFT_META)?;
-        let mut committed = None;
-        for op in batch {
-            match op {
-                Op::Append(entries, _, _) => {
-                    for e in entries {
-                        log.insert(e.log_id.index, encode(e).as_slice())?;
-                    }
+/// Write a batch in order: runs of appends, votes and the committed log id go in one WAL
+/// append (one `write` + `fdatasync`); a truncation or purge ends a run and is synced itself.
+fn write_batch(wal: &mut Wal, batch: &[Op], committed: Option<Vec<u8>>) -> Result<()> {
+    let mut run: Vec<(Option<u64>, Vec<u8>)> = Vec::new();
+    for op in batch {
+        match op {
+            Op::Append(entries, _, _) => {
+                let first = entries.first().map(|e| e.log_id.index);
+                // openraft truncates before it overwrites; should it ever not, the stale
+                // suffix goes first, as the tail drops it.
+                let last = run.iter().rev().find_map(|(i, _)| *i).or(wal.last_index());
+                if let (Some(f), Some(l)) = (first, last)
+                    && f <= l
+                {
+                    flush(wal, &mut run, None)?;
+                    wal.truncate_from(f)?;
                 }
-                Op::Truncate(index, _) => {
-                    log.retain_in::<u64, _>(*index.., |_, _| false)?;
-                }
-                Op::Purge(log_id, _) => {
-                    log.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
-                    meta.insert(KEY_PURGED, encode(log_id).as_slice())?;
-                }
-                Op::Vote(vote, _) => {
-                    meta.insert(KEY_VOTE, encode(vote).as_slice())?;
-                }
-                Op::Committed(c) => committed = Some(*c),
+                run.extend(entries.iter().map(|e| (Some(e.log_id.index), encode(e))));
+            }
+            Op::Vote(vote, _) => run.push((None, encode(vote))),
+            Op::Committed(_) => {}
+            Op::Truncate(index, _) => {
+                flush(wal, &mut run, None)?;
+                wal.truncate_from(*index)?;
+            }
+            Op::Purge(log_id, _) => {
+                flush(wal, &mut run, None)?;
+                wal.purge_upto_with(log_id.index, &encode(log_id))?;
             }
         }
-        if let Some(c) = committed {
-            meta.insert(KEY_COMMITTED, encode(&c).as_slice())?;
-        }
     }
-    txn.commit()?;
+    flush(wal, &mut run, committed)
+}
+
+/// Append a run of encoded entries (with their index) and votes (without), and the committed
+/// log id, as one WAL write.
+fn flush(
+    wal: &mut Wal,
+    run: &mut Vec<(Option<u64>, Vec<u8>)>,
+    committed: Option<Vec<u8>>,
+) -> Result<()> {
+    let mut records: Vec<Record<'_>> = run
+        .iter()
+        .map(|(index, payload)| match index {
+            Some(index) => Record::Entry {
+                index: *index,
+                payload,
+            },
+            None => Record::Vote(payload),
+        })
+        .collect();
+    if let Some(c) = &committed {
+        records.push(Record::Committed(c));
+    }
+    if !records.is_empty() {
+        wal.append(&records)?;
+    }
+    run.clear();
     Ok(())
 }
 
 impl LogStore {
-    /// Wrap an open `raft.redb`, creating its tables, and start its writer thread.
-    pub fn new(db: Arc<Database>) -> Result<Self> {
-        let txn = db.begin_write()?;
-        txn.open_table(LOG)?;
-        txn.open_table(RAFT_META)?;
-        txn.commit()?;
-        let purged: Option<LogId> = Self::meta_in(&db, KEY_PURGED)?;
-        let last = Self::last_in_db(&db)?.or(purged);
+    /// Open (or create) the WAL in `member_dir`, lock it against other processes, and start
+    /// its writer thread.
+    pub fn open(member_dir: &Path) -> Result<Self> {
+        let dir = member_dir.join(WAL_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => Error::InUse(member_dir.to_path_buf()),
+                std::fs::TryLockError::Error(e) => e.into(),
+            });
+        }
+        let wal = Wal::open(&dir, WalOptions::default())?;
+        let purged: Option<LogId> = wal
+            .purged_meta()
+            .filter(|m| !m.is_empty())
+            .map(|m| decode("purged log id", m))
+            .transpose()?;
+        let last = match wal.last_index() {
+            Some(i) => Some(entry_at(&wal, i)?.log_id),
+            None => purged,
+        };
         let tail = Arc::new(Mutex::new(Tail {
             start: last.map_or(0, |l| l.index + 1),
             purged,
             ..Default::default()
         }));
+        let wal = Arc::new(Mutex::new(wal));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (writer_db, writer_tail) = (db.clone(), tail.clone());
+        let (writer_wal, writer_tail) = (wal.clone(), tail.clone());
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer(writer_db, writer_tail, rx))?;
+            .spawn(move || writer(writer_wal, writer_tail, rx))?;
         Ok(LogStore {
-            db,
+            wal,
             tail,
             writer: tx,
+            _lock: Arc::new(lock),
         })
-    }
-
-    /// The shared database (identity records live beside the log).
-    pub fn db(&self) -> &Arc<Database> {
-        &self.db
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
         self.tail.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn meta_in<T: for<'de> serde::Deserialize<'de>>(
-        db: &Database,
-        key: &'static str,
-    ) -> Result<Option<T>> {
-        let txn = db.begin_read()?;
-        let t = txn.open_table(RAFT_META)?;
-        t.get(key)?.map(|v| decode(key, v.value())).transpose()
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn last_in_db(db: &Database) -> Result<Option<LogId>> {
-        let txn = db.begin_read()?;
-        let t = txn.open_table(LOG)?;
-        match t.last()? {
-            Some((_, v)) => Ok(Some(decode::<Entry>("raft log entry", v.value())?.log_id)),
-            None => Ok(None),
-        }
+    fn vote(&self) -> Result<Option<Vote>> {
+        self.wal().vote().map(|v| decode("vote", v)).transpose()
     }
 
-    fn entries_in_db(&self, lo: Bound<u64>, hi: Bound<u64>) -> Result<Vec<Entry>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(LOG)?;
-        let mut out = Vec::new();
-        for item in t.range::<u64>((lo, hi))? {
-            let (_, v) = item?;
-            out.push(decode("raft log entry", v.value())?);
-        }
-        Ok(out)
+    fn last_in_wal(&self) -> Result<Option<LogId>> {
+        let wal = self.wal();
+        wal.last_index()
+            .map(|i| Ok(entry_at(&wal, i)?.log_id))
+            .transpose()
+    }
+
+    fn entries_in_wal(&self, lo: Bound<u64>, hi: Bound<u64>) -> Result<Vec<Entry>> {
+        let raw = self.wal().read_range((lo, hi))?;
+        raw.iter()
+            .map(|(_, payload)| decode("raft log entry", payload))
+            .collect()
     }
 
     /// Give up a leadership this member held before it stopped: its vote, saved as granted by
@@ -314,8 +350,7 @@ impl LogStore {
     /// the vote was changed. Safe: the member still holds its vote for that term, so it never
     /// grants another candidate in it.
     pub async fn step_down(&self, me: u64) -> Result<bool> {
-        let vote: Option<Vote> = Self::meta_in(&self.db, KEY_VOTE)?;
-        match vote {
+        match self.vote()? {
             Some(v) if v.committed && v.leader_id.voted_for() == Some(me) => {
                 let asked = Vote {
                     committed: false,
@@ -337,6 +372,17 @@ impl LogStore {
         rx.await
             .map_err(|_| Error::Io(std::io::Error::other("raft log writer stopped")))?
             .map_err(|e| Error::Io(std::io::Error::other(e)))
+    }
+}
+
+/// The entry at `index` of `wal`, which must hold it.
+fn entry_at(wal: &Wal, index: u64) -> Result<Entry> {
+    match wal.read(index)? {
+        Some(payload) => decode("raft log entry", &payload),
+        None => Err(Error::decode(
+            "raft log entry",
+            format!("entry {index} is not in the log"),
+        )),
     }
 }
 
@@ -387,8 +433,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(h) if h <= start => Bound::Excluded(h),
             _ => Bound::Excluded(start),
         };
-        // Entries below the tail's start (as it was looked at) are in the database.
-        let mut out = blocking(move || me.entries_in_db(Bound::Included(lo), db_hi))
+        // Entries below the tail's start (as it was looked at) are in the WAL.
+        let mut out = blocking(move || me.entries_in_wal(Bound::Included(lo), db_hi))
             .await
             .map_err(|e| sto_err(StorageIOError::read_logs, e))?;
         out.append(&mut from_tail);
@@ -407,8 +453,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = match last {
             Some(l) => Some(l),
             None => {
-                let db = self.db.clone();
-                blocking(move || Self::last_in_db(&db))
+                let me = self.clone();
+                blocking(move || me.last_in_wal())
                     .await
                     .map_err(|e| sto_err(StorageIOError::read_logs, e))?
                     .or(purged)
@@ -432,14 +478,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        let db = self.db.clone();
-        blocking(move || Self::meta_in(&db, KEY_VOTE))
+        let me = self.clone();
+        blocking(move || me.vote())
             .await
             .map_err(|e| sto_err(StorageIOError::read_vote, e))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Advisory (openraft re-learns it): written by the writer's next commit.
+        // Advisory (openraft re-learns it): written with the writer's next synced write.
         self.writer
             .send(Op::Committed(committed))
             .map_err(|_| std::io::Error::other("raft log writer stopped"))
@@ -447,8 +493,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let db = self.db.clone();
-        blocking(move || Ok(Self::meta_in::<Option<LogId>>(&db, KEY_COMMITTED)?.flatten()))
+        let me = self.clone();
+        let committed = move || -> Result<Option<LogId>> {
+            let wal = me.wal();
+            let c: Option<Option<LogId>> = wal
+                .committed()
+                .map(|c| decode("committed log id", c))
+                .transpose()?;
+            Ok(c.flatten())
+        };
+        blocking(committed)
             .await
             .map_err(|e| sto_err(StorageIOError::read, e))
     }
@@ -462,8 +516,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
         let mut t = self.tail();
+        // Entries at or below the purge point are applied and in a snapshot already: openraft
+        // never sends them, but its storage suite does after it purged a hole; dropped.
+        let purged = t.purged.map(|p| p.index);
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| purged.is_none_or(|p| e.log_id.index > p))
+            .collect();
         let seq = t.next_seq;
         t.next_seq += 1;
         for e in &entries {

@@ -83,9 +83,7 @@ pub(crate) fn sto_err(
 
 #[cfg(test)]
 mod suite {
-    //! openraft's storage conformance suite on our redb log store and state machine.
-    use std::sync::Arc;
-
+    //! openraft's storage conformance suite on our WAL log store and redb state machine.
     use openraft::testing::{StoreBuilder, Suite};
 
     use super::log_store::LogStore;
@@ -97,8 +95,7 @@ mod suite {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let db = super::log_store::open_log_db(&dir.path().join("raft.redb")).expect("raft db");
-            let log = LogStore::new(Arc::new(db)).expect("log store");
+            let log = LogStore::open(dir.path()).expect("log store");
             let sm = SmShared::open(dir.path()).expect("state machine");
             Ok((dir, log, StateMachine::new(sm)))
         }
@@ -106,6 +103,7 @@ mod suite {
 
     #[test]
     fn openraft_storage_suite() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         if let Err(e) = Suite::test_all(Builder) {
             panic!("storage suite failed: {e}");
         }

@@ -1,4 +1,4 @@
-//! Crash safety: `kill -9` of the leader, then of every member, while writers run. After the
+//! Crash safety: `kill -9` of the leader, then of every member, while 64 writers run. After the
 //! restart every acknowledged write is present, the revision never went backwards, and Hash /
 //! HashKV agree across members. A leader restarted at once gives way to an election; a member
 //! whose Raft core stops exits rather than lingering.
@@ -10,6 +10,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use crate::common::{Cluster, client, client_many};
+
+/// Concurrent writers: enough that the log writer always has a batch of many entries (and
+/// several appends) on its way to disk when a member is killed.
+const WRITERS: usize = 64;
 
 #[derive(Debug, Clone)]
 struct Acked {
@@ -74,7 +78,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let urls = cluster.live_urls();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
-    let writers: Vec<_> = (0..4)
+    let writers: Vec<_> = (0..WRITERS)
         .map(|i| tokio::spawn(writer(urls.clone(), i, stop.clone(), acked.clone())))
         .collect();
 
@@ -110,6 +114,10 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let acked = acked.lock().await.clone();
     let max_rev = acked.iter().map(|a| a.revision).max().unwrap();
+    println!(
+        "{} writes acknowledged before every member was killed",
+        acked.len()
+    );
     assert!(
         acked.len() > 50,
         "too few writes acknowledged: {}",

@@ -234,7 +234,7 @@ fn a_crash_during_purge_reopens_to_the_purged_log() {
         let segments = segment_files(dir.path());
         assert!(segments.len() >= 5);
         // What purge_upto(12) does before it deletes anything: the marker and the copies.
-        let next = wal.state.purge_payload(12);
+        let next = wal.state.purge_payload(12, &[]);
         wal.write(&[
             Raw {
                 kind: Kind::PurgeUpto,

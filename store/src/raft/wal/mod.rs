@@ -1,7 +1,8 @@
 //! A write-ahead log for the Raft log: an append-only, segmented, checksummed record log in a
 //! directory of its own. It stores opaque payloads (log entries by index, the vote, the
-//! committed index) and knows nothing of openraft; a later change puts it under the Raft log
-//! store so that an append costs one `write` + `fdatasync` instead of a durable redb commit.
+//! committed index, the purge point with the caller's note on it) and knows nothing of
+//! openraft: [`super::log_store`] puts it under the Raft log, so that an append costs one
+//! `write` + `fdatasync` instead of a durable redb commit.
 //!
 //! Layout (`segment.rs`, `record.rs`): segment files, each preallocated to
 //! [`WalOptions::segment_size`] (64 MiB by default), holding records (length, crc32c,
@@ -201,11 +202,17 @@ impl Wal {
     /// next entry is then `index + 1`), and delete the segments no longer needed. A no-op if
     /// the log is purged that far already.
     pub fn purge_upto(&mut self, index: u64) -> Result<()> {
+        self.purge_upto_with(index, &[])
+    }
+
+    /// [`Self::purge_upto`], keeping `meta` with the purge marker (see [`Self::purged_meta`]):
+    /// the caller's record of what was purged, e.g. the log id with its term.
+    pub fn purge_upto_with(&mut self, index: u64, meta: &[u8]) -> Result<()> {
         self.writable()?;
         if self.state.purged().is_some_and(|p| index <= p) {
             return Ok(());
         }
-        let next = self.state.purge_payload(index);
+        let next = self.state.purge_payload(index, meta);
         let vote = self.state.vote().map(<[u8]>::to_vec);
         let committed = self.state.committed().map(<[u8]>::to_vec);
         let mut raws = vec![Raw {
@@ -239,6 +246,11 @@ impl Wal {
     /// The log is purged up to and including this index.
     pub fn purged(&self) -> Option<u64> {
         self.state.purged()
+    }
+
+    /// The `meta` of the latest purge (empty after [`Self::purge_upto`]).
+    pub fn purged_meta(&self) -> Option<&[u8]> {
+        self.state.purged_meta()
     }
 
     /// The latest vote payload appended.

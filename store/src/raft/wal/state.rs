@@ -42,6 +42,8 @@ pub(crate) struct LogState {
     marker_seg: Option<u64>,
     vote: Option<Vec<u8>>,
     committed: Option<Vec<u8>>,
+    /// The caller's payload of the latest purge marker.
+    purged_meta: Option<Vec<u8>>,
 }
 
 impl LogState {
@@ -109,10 +111,17 @@ impl LogState {
         Ok(())
     }
 
-    /// The payload of a purge marker up to `index`: the index of the next entry after it.
-    pub fn purge_payload(&self, index: u64) -> [u8; 8] {
+    /// The caller's payload of the latest purge marker.
+    pub fn purged_meta(&self) -> Option<&[u8]> {
+        self.purged_meta.as_deref()
+    }
+
+    /// The payload of a purge marker up to `index`: the index of the next entry after it, then
+    /// the caller's `meta`.
+    pub fn purge_payload(&self, index: u64, meta: &[u8]) -> Vec<u8> {
         let after = index.saturating_add(1);
-        self.next.map_or(after, |n| n.max(after)).to_le_bytes()
+        let next = self.next.map_or(after, |n| n.max(after));
+        [&next.to_le_bytes()[..], meta].concat()
     }
 
     /// Apply a record (found at `loc`) to the log, or say why it cannot follow what came
@@ -183,6 +192,7 @@ impl LogState {
                     self.first = next;
                 }
                 self.purged = Some(index);
+                self.purged_meta = Some(payload[8..].to_vec());
                 self.purge_seg = Some(loc.seg);
                 self.marker_seg = Some(loc.seg);
             }
@@ -193,9 +203,9 @@ impl LogState {
     }
 }
 
-/// The next index a purge marker's payload holds.
+/// The next index a purge marker's payload holds (its first 8 bytes).
 fn purge_next(payload: &[u8]) -> Option<u64> {
-    let bytes: [u8; 8] = payload.try_into().ok()?;
+    let bytes: [u8; 8] = payload.get(..8)?.try_into().ok()?;
     Some(u64::from_le_bytes(bytes))
 }
 
@@ -212,7 +222,7 @@ mod tests {
     }
 
     fn purge(s: &mut LogState, index: u64, loc: Loc) -> Result<(), String> {
-        let payload = s.purge_payload(index);
+        let payload = s.purge_payload(index, &[]);
         s.apply(Kind::PurgeUpto, index, loc, &payload)
     }
 

@@ -226,3 +226,30 @@ fn the_default_segment_is_fully_allocated() {
         meta.blocks()
     );
 }
+
+#[test]
+fn a_purge_keeps_its_meta_across_reopens_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = reopen(dir.path());
+    assert_eq!(wal.purged_meta(), None);
+    entries(&mut wal, 1..=10, 70);
+    wal.purge_upto_with(4, b"term 3").unwrap();
+    assert_eq!(wal.purged_meta(), Some(&b"term 3"[..]));
+    drop(wal);
+    let mut wal = reopen(dir.path());
+    assert_eq!(
+        (wal.purged(), wal.purged_meta()),
+        (Some(4), Some(&b"term 3"[..]))
+    );
+    assert_eq!(wal.first_index(), Some(5));
+    // Past the end of the log: the next entry follows the purge point.
+    wal.purge_upto_with(20, b"term 4").unwrap();
+    wal.purge_upto(2).unwrap();
+    drop(wal);
+    let wal = reopen(dir.path());
+    assert_eq!(
+        (wal.purged(), wal.purged_meta()),
+        (Some(20), Some(&b"term 4"[..]))
+    );
+    assert_eq!((wal.first_index(), wal.last_index()), (None, None));
+}

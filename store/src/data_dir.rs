@@ -1,0 +1,366 @@
+//! A member's data directory on disk: its layout, the format version stamped into it, the
+//! member's identity, and the migration of the previous format.
+//!
+//! `<data-dir>/member/` holds:
+//! - `format`: the format version, as text (`2`); written before anything else of a new
+//!   directory, and last by a migration;
+//! - `identity`: who this directory belongs to ([`Identity`], bincode), written atomically
+//!   (temporary file, fsync, rename, fsync of the directory);
+//! - `wal/`: the Raft log, vote and committed index ([`crate::raft::log_store`]);
+//! - `state.redb` and `snap/`: the state machine and its snapshots.
+//!
+//! Format 1 (kvstore before the WAL) kept the Raft log, the vote and the identity in
+//! `raft.redb`. A format-1 directory is migrated at start: the log is copied into a new WAL
+//! under a temporary name (byte for byte: the encodings did not change), which is synced and
+//! renamed into place; then the identity and the format are written, and `raft.redb` is
+//! removed last. A crash at any point leaves `raft.redb` intact until the format says 2, so
+//! the next start migrates again from scratch. A directory of a newer format is refused.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::mvcc::tables::{decode, encode};
+use crate::raft::PeerNode;
+use crate::raft::log_store::WAL_DIR;
+use crate::raft::typ::LogId;
+use crate::raft::wal::{Record, Wal, WalOptions};
+
+/// The format this kvstore writes.
+pub const FORMAT: u32 = 2;
+
+const FORMAT_FILE: &str = "format";
+const IDENTITY_FILE: &str = "identity";
+
+/// Format 1: the Raft database, its tables and keys.
+const V1_RAFT_DB: &str = "raft.redb";
+const V1_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const V1_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+/// Entries copied per WAL write during a migration.
+const MIGRATE_BATCH: usize = 1024;
+
+/// Who this data directory belongs to; written once, when the member first starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    /// The cluster id.
+    pub cluster_id: u64,
+    /// This member's id.
+    pub member_id: u64,
+    /// Set when this member bootstrapped the cluster (`--initial-cluster-state new`, or a
+    /// snapshot restore).
+    pub bootstrapped: bool,
+    /// The initial membership to initialize Raft with, while it is not initialized yet.
+    pub bootstrap: Option<BTreeMap<u64, PeerNode>>,
+}
+
+/// The member directory inside a data directory.
+pub fn member_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member")
+}
+
+/// Make `member` a directory of the current format: create it (stamped) when new, migrate it
+/// when of format 1, refuse it when of a format this kvstore does not know.
+pub fn prepare(member: &Path) -> Result<()> {
+    std::fs::create_dir_all(member)?;
+    match read_format(member)? {
+        Some(FORMAT) => {
+            // A migration that stopped after stamping the format leaves the old file.
+            remove_if_exists(&member.join(V1_RAFT_DB))?;
+            Ok(())
+        }
+        Some(other) => Err(Error::Config(format!(
+            "data dir {} has format {other}, which this kvstore (format {FORMAT}) cannot read: \
+             run a kvstore release that knows format {other}, or restore a snapshot into an \
+             empty data dir",
+            member.display()
+        ))),
+        None if member.join(V1_RAFT_DB).exists() => {
+            tracing::info!(dir = %member.display(), "migrating the data dir from format 1 (raft.redb) to 2 (WAL)");
+            migrate_v1(member)?;
+            tracing::info!(dir = %member.display(), "data dir migrated to format 2");
+            Ok(())
+        }
+        None => write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes()),
+    }
+}
+
+fn read_format(member: &Path) -> Result<Option<u32>> {
+    let text = match std::fs::read_to_string(member.join(FORMAT_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        Error::Config(format!(
+            "data dir {}: its format file holds {:?}, not a format version",
+            member.display(),
+            text.trim()
+        ))
+    })
+}
+
+/// The identity stamp of a member directory, if it has one.
+pub fn read_identity(member: &Path) -> Result<Option<Identity>> {
+    match std::fs::read(member.join(IDENTITY_FILE)) {
+        Ok(bytes) => decode("identity", &bytes).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stamp a member directory with its identity.
+pub fn write_identity(member: &Path, id: &Identity) -> Result<()> {
+    write_atomic(member, IDENTITY_FILE, &encode(id))
+}
+
+/// Write `dir/name` so that a crash leaves the old file or the new one, never a mix.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Copy a format-1 directory's `raft.redb` into a WAL and the identity file, then stamp the
+/// format and remove `raft.redb`.
+fn migrate_v1(member: &Path) -> Result<()> {
+    let wal_dir = member.join(WAL_DIR);
+    let tmp = member.join(format!("{WAL_DIR}.migrating"));
+    for stale in [&tmp, &wal_dir] {
+        // Left by a migration that crashed before stamping the format: start over.
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)?;
+        }
+    }
+    let db = redb::Database::open(member.join(V1_RAFT_DB)).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
+        other => other.into(),
+    })?;
+    let txn = db.begin_read()?;
+    let meta = |key: &str| -> Result<Option<Vec<u8>>> {
+        let t = match txn.open_table(V1_META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    };
+    let identity = meta("identity")?;
+    {
+        let mut wal = Wal::open(&tmp, WalOptions::default())?;
+        if let Some(p) = meta("last_purged")? {
+            let purged: Option<LogId> = decode("purged log id", &p)?;
+            if let Some(purged) = purged {
+                wal.purge_upto_with(purged.index, &encode(&purged))?;
+            }
+        }
+        match txn.open_table(V1_LOG) {
+            Ok(log) => {
+                let mut batch: Vec<(u64, Vec<u8>)> = Vec::with_capacity(MIGRATE_BATCH);
+                for item in log.iter()? {
+                    let (k, v) = item?;
+                    batch.push((k.value(), v.value().to_vec()));
+                    if batch.len() == MIGRATE_BATCH {
+                        append_entries(&mut wal, &batch)?;
+                        batch.clear();
+                    }
+                }
+                append_entries(&mut wal, &batch)?;
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (vote, committed) = (meta("vote")?, meta("committed")?);
+        let mut records = Vec::new();
+        if let Some(v) = &vote {
+            records.push(Record::Vote(v));
+        }
+        if let Some(c) = &committed {
+            records.push(Record::Committed(c));
+        }
+        if !records.is_empty() {
+            wal.append(&records)?;
+        }
+    }
+    sync_dir(&tmp)?;
+    std::fs::rename(&tmp, &wal_dir)?;
+    sync_dir(member)?;
+    if let Some(identity) = identity {
+        write_atomic(member, IDENTITY_FILE, &identity)?;
+    }
+    write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes())?;
+    drop(txn);
+    drop(db);
+    remove_if_exists(&member.join(V1_RAFT_DB))
+}
+
+fn append_entries(wal: &mut Wal, batch: &[(u64, Vec<u8>)]) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<Record<'_>> = batch
+        .iter()
+        .map(|(index, payload)| Record::Entry {
+            index: *index,
+            payload,
+        })
+        .collect();
+    Ok(wal.append(&records)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, RaftLogReader, storage::RaftLogStorage};
+
+    use super::*;
+    use crate::raft::log_store::LogStore;
+    use crate::raft::typ::{Entry, Vote};
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(term, 7), index)
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            cluster_id: 0xc1,
+            member_id: 0x31,
+            bootstrapped: true,
+            bootstrap: None,
+        }
+    }
+
+    /// A format-1 member directory as kvstore wrote it: entries 4..=9 (1..=3 purged), a vote,
+    /// a committed log id and the identity in `raft.redb`.
+    fn v1_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join(V1_RAFT_DB)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(V1_LOG).unwrap();
+            for i in 4..=9 {
+                let e = Entry {
+                    log_id: log_id(2, i),
+                    payload: EntryPayload::Blank,
+                };
+                log.insert(i, encode(&e).as_slice()).unwrap();
+            }
+            let mut meta = txn.open_table(V1_META).unwrap();
+            let vote = Vote::new_committed(2, 7);
+            meta.insert("vote", encode(&vote).as_slice()).unwrap();
+            meta.insert("committed", encode(&Some(log_id(2, 8))).as_slice())
+                .unwrap();
+            meta.insert("last_purged", encode(&Some(log_id(1, 3))).as_slice())
+                .unwrap();
+            meta.insert("identity", encode(&identity()).as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        dir
+    }
+
+    async fn check_migrated(member: &Path) {
+        assert_eq!(read_format(member).unwrap(), Some(FORMAT));
+        assert!(!member.join(V1_RAFT_DB).exists(), "raft.redb left behind");
+        assert_eq!(read_identity(member).unwrap(), Some(identity()));
+        let mut log = LogStore::open(member).unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(1, 3)));
+        assert_eq!(state.last_log_id, Some(log_id(2, 9)));
+        let ids: Vec<u64> = log
+            .try_get_log_entries(0..)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
+        assert_eq!(ids, (4..=9).collect::<Vec<_>>());
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(Vote::new_committed(2, 7))
+        );
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 8)));
+    }
+
+    #[tokio::test]
+    async fn a_format_1_dir_is_migrated_at_start_and_only_once() {
+        let dir = v1_dir();
+        prepare(dir.path()).unwrap();
+        check_migrated(dir.path()).await;
+        // A second start finds format 2 and changes nothing.
+        prepare(dir.path()).unwrap();
+        check_migrated(dir.path()).await;
+    }
+
+    #[tokio::test]
+    async fn a_migration_cut_short_starts_over_from_raft_redb() {
+        let dir = v1_dir();
+        // As if a migration crashed after renaming its WAL, before stamping the format: a WAL
+        // whose contents must not be trusted, and a half-written one beside it.
+        let mut wal = Wal::open(dir.path().join(WAL_DIR), WalOptions::default()).unwrap();
+        wal.append(&[Record::Entry {
+            index: 1,
+            payload: b"not an entry",
+        }])
+        .unwrap();
+        drop(wal);
+        std::fs::create_dir_all(dir.path().join("wal.migrating")).unwrap();
+        prepare(dir.path()).unwrap();
+        check_migrated(dir.path()).await;
+        assert!(!dir.path().join("wal.migrating").exists());
+    }
+
+    #[test]
+    fn a_new_dir_is_stamped_and_a_newer_or_unreadable_format_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = dir.path().join("member");
+        prepare(&member).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(member.join(FORMAT_FILE)).unwrap(),
+            "2\n"
+        );
+        std::fs::write(member.join(FORMAT_FILE), "3\n").unwrap();
+        let e = prepare(&member).unwrap_err().to_string();
+        assert!(
+            e.contains("has format 3, which this kvstore (format 2) cannot read"),
+            "{e}"
+        );
+        std::fs::write(member.join(FORMAT_FILE), "two").unwrap();
+        let e = prepare(&member).unwrap_err().to_string();
+        assert!(e.contains("not a format version"), "{e}");
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = dir.path().join("member");
+        prepare(&member).unwrap();
+        let _first = LogStore::open(&member).unwrap();
+        let e = LogStore::open(&member)
+            .err()
+            .expect("a second open")
+            .to_string();
+        assert!(e.contains("is in use by another kvstore"), "{e}");
+    }
+}
