@@ -2,19 +2,25 @@
 //! member's identity, and the migration of the previous format.
 //!
 //! `<data-dir>/member/` holds:
+//! - `LOCK`: locked (flock) by the process that uses the directory, before anything else is
+//!   read or written, so that a second kvstore on the same directory stops at once;
 //! - `format`: the format version, as text (`2`); written before anything else of a new
 //!   directory, and last by a migration;
 //! - `identity`: who this directory belongs to ([`Identity`], bincode), written atomically
 //!   (temporary file, fsync, rename, fsync of the directory);
 //! - `wal/`: the Raft log, vote and committed index ([`crate::raft::log_store`]);
-//! - `state.redb` and `snap/`: the state machine and its snapshots.
+//! - `state.redb` and `snap/`: the state machine and its snapshots;
+//! - `raft.redb`: not a database but a note saying the log moved, so that a kvstore from
+//!   before format 2 refuses the directory instead of starting with an empty log (and voting a
+//!   second time in a term it already voted in).
 //!
 //! Format 1 (kvstore before the WAL) kept the Raft log, the vote and the identity in
 //! `raft.redb`. A format-1 directory is migrated at start: the log is copied into a new WAL
 //! under a temporary name (byte for byte: the encodings did not change), which is synced and
 //! renamed into place; then the identity and the format are written, and `raft.redb` is
-//! removed last. A crash at any point leaves `raft.redb` intact until the format says 2, so
-//! the next start migrates again from scratch. A directory of a newer format is refused.
+//! replaced by the note last. A crash at any point leaves `raft.redb` intact until the format
+//! says 2, so the next start migrates again from scratch. A directory of a newer format is
+//! refused.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -35,6 +41,11 @@ pub const FORMAT: u32 = 2;
 
 const FORMAT_FILE: &str = "format";
 const IDENTITY_FILE: &str = "identity";
+const LOCK_FILE: &str = "LOCK";
+
+/// What `raft.redb` holds from format 2 on: not a redb file, so older releases refuse to start.
+const V1_NOTE: &[u8] = b"kvstore data format 2: the Raft log moved to wal/. This file is not a \
+database; it keeps kvstore releases from before format 2 off this directory.\n";
 
 /// Format 1: the Raft database, its tables and keys.
 const V1_RAFT_DB: &str = "raft.redb";
@@ -63,14 +74,36 @@ pub fn member_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("member")
 }
 
-/// Make `member` a directory of the current format: create it (stamped) when new, migrate it
-/// when of format 1, refuse it when of a format this kvstore does not know.
-pub fn prepare(member: &Path) -> Result<()> {
+/// The lock on a member directory: held for as long as the process uses it.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Create `member` if needed and lock it, or say that another process has it.
+pub fn lock(member: &Path) -> Result<DirLock> {
     std::fs::create_dir_all(member)?;
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(member.join(LOCK_FILE))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::InUse(member.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// Make the locked `member` a directory of the current format: stamp it when new, migrate it
+/// when of format 1, refuse it when of a format this kvstore does not know.
+pub fn prepare(member: &Path, _lock: &DirLock) -> Result<()> {
     match read_format(member)? {
         Some(FORMAT) => {
-            // A migration that stopped after stamping the format leaves the old file.
-            remove_if_exists(&member.join(V1_RAFT_DB))?;
+            // A migration that stopped after stamping the format leaves the old database.
+            if !is_note(&member.join(V1_RAFT_DB))? {
+                write_atomic(member, V1_RAFT_DB, V1_NOTE)?;
+            }
             Ok(())
         }
         Some(other) => Err(Error::Config(format!(
@@ -79,13 +112,25 @@ pub fn prepare(member: &Path) -> Result<()> {
              empty data dir",
             member.display()
         ))),
-        None if member.join(V1_RAFT_DB).exists() => {
+        None if member.join(V1_RAFT_DB).exists() && !is_note(&member.join(V1_RAFT_DB))? => {
             tracing::info!(dir = %member.display(), "migrating the data dir from format 1 (raft.redb) to 2 (WAL)");
             migrate_v1(member)?;
             tracing::info!(dir = %member.display(), "data dir migrated to format 2");
             Ok(())
         }
-        None => write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes()),
+        None => {
+            write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes())?;
+            write_atomic(member, V1_RAFT_DB, V1_NOTE)
+        }
+    }
+}
+
+/// Whether `path` holds the note that replaces `raft.redb`.
+fn is_note(path: &Path) -> Result<bool> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes == V1_NOTE),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -135,29 +180,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => sync_dir(path.parent().unwrap_or(Path::new("."))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Copy a format-1 directory's `raft.redb` into a WAL and the identity file, then stamp the
 /// format and remove `raft.redb`.
 fn migrate_v1(member: &Path) -> Result<()> {
     let wal_dir = member.join(WAL_DIR);
     let tmp = member.join(format!("{WAL_DIR}.migrating"));
+    let db = redb::Database::open(member.join(V1_RAFT_DB)).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
+        other => other.into(),
+    })?;
     for stale in [&tmp, &wal_dir] {
         // Left by a migration that crashed before stamping the format: start over.
         if stale.exists() {
             std::fs::remove_dir_all(stale)?;
         }
     }
-    let db = redb::Database::open(member.join(V1_RAFT_DB)).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
-        other => other.into(),
-    })?;
     let txn = db.begin_read()?;
     let meta = |key: &str| -> Result<Option<Vec<u8>>> {
         let t = match txn.open_table(V1_META) {
@@ -171,10 +208,9 @@ fn migrate_v1(member: &Path) -> Result<()> {
     {
         let mut wal = Wal::open(&tmp, WalOptions::default())?;
         if let Some(p) = meta("last_purged")? {
-            let purged: Option<LogId> = decode("purged log id", &p)?;
-            if let Some(purged) = purged {
-                wal.purge_upto_with(purged.index, &encode(&purged))?;
-            }
+            // Format 1 stored the purged log id itself (not an Option).
+            let purged: LogId = decode("purged log id", &p)?;
+            wal.purge_upto_with(purged.index, &encode(&purged))?;
         }
         match txn.open_table(V1_LOG) {
             Ok(log) => {
@@ -213,7 +249,7 @@ fn migrate_v1(member: &Path) -> Result<()> {
     write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes())?;
     drop(txn);
     drop(db);
-    remove_if_exists(&member.join(V1_RAFT_DB))
+    write_atomic(member, V1_RAFT_DB, V1_NOTE)
 }
 
 fn append_entries(wal: &mut Wal, batch: &[(u64, Vec<u8>)]) -> Result<()> {
@@ -271,7 +307,8 @@ mod tests {
             meta.insert("vote", encode(&vote).as_slice()).unwrap();
             meta.insert("committed", encode(&Some(log_id(2, 8))).as_slice())
                 .unwrap();
-            meta.insert("last_purged", encode(&Some(log_id(1, 3))).as_slice())
+            // As format 1 wrote it: the log id itself.
+            meta.insert("last_purged", encode(&log_id(1, 3)).as_slice())
                 .unwrap();
             meta.insert("identity", encode(&identity()).as_slice())
                 .unwrap();
@@ -282,7 +319,14 @@ mod tests {
 
     async fn check_migrated(member: &Path) {
         assert_eq!(read_format(member).unwrap(), Some(FORMAT));
-        assert!(!member.join(V1_RAFT_DB).exists(), "raft.redb left behind");
+        assert!(
+            is_note(&member.join(V1_RAFT_DB)).unwrap(),
+            "raft.redb left behind"
+        );
+        assert!(
+            redb::Database::open(member.join(V1_RAFT_DB)).is_err(),
+            "a release of format 1 could open raft.redb"
+        );
         assert_eq!(read_identity(member).unwrap(), Some(identity()));
         let mut log = LogStore::open(member).unwrap();
         let state = log.get_log_state().await.unwrap();
@@ -306,10 +350,11 @@ mod tests {
     #[tokio::test]
     async fn a_format_1_dir_is_migrated_at_start_and_only_once() {
         let dir = v1_dir();
-        prepare(dir.path()).unwrap();
+        let lock = lock(dir.path()).unwrap();
+        prepare(dir.path(), &lock).unwrap();
         check_migrated(dir.path()).await;
         // A second start finds format 2 and changes nothing.
-        prepare(dir.path()).unwrap();
+        prepare(dir.path(), &lock).unwrap();
         check_migrated(dir.path()).await;
     }
 
@@ -326,7 +371,7 @@ mod tests {
         .unwrap();
         drop(wal);
         std::fs::create_dir_all(dir.path().join("wal.migrating")).unwrap();
-        prepare(dir.path()).unwrap();
+        prepare(dir.path(), &lock(dir.path()).unwrap()).unwrap();
         check_migrated(dir.path()).await;
         assert!(!dir.path().join("wal.migrating").exists());
     }
@@ -335,19 +380,21 @@ mod tests {
     fn a_new_dir_is_stamped_and_a_newer_or_unreadable_format_refused() {
         let dir = tempfile::tempdir().unwrap();
         let member = dir.path().join("member");
-        prepare(&member).unwrap();
+        let lock = lock(&member).unwrap();
+        prepare(&member, &lock).unwrap();
+        assert!(is_note(&member.join(V1_RAFT_DB)).unwrap());
         assert_eq!(
             std::fs::read_to_string(member.join(FORMAT_FILE)).unwrap(),
             "2\n"
         );
         std::fs::write(member.join(FORMAT_FILE), "3\n").unwrap();
-        let e = prepare(&member).unwrap_err().to_string();
+        let e = prepare(&member, &lock).unwrap_err().to_string();
         assert!(
             e.contains("has format 3, which this kvstore (format 2) cannot read"),
             "{e}"
         );
         std::fs::write(member.join(FORMAT_FILE), "two").unwrap();
-        let e = prepare(&member).unwrap_err().to_string();
+        let e = prepare(&member, &lock).unwrap_err().to_string();
         assert!(e.contains("not a format version"), "{e}");
     }
 
@@ -355,12 +402,8 @@ mod tests {
     fn a_second_process_on_the_same_dir_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let member = dir.path().join("member");
-        prepare(&member).unwrap();
-        let _first = LogStore::open(&member).unwrap();
-        let e = LogStore::open(&member)
-            .err()
-            .expect("a second open")
-            .to_string();
+        let _first = lock(&member).unwrap();
+        let e = lock(&member).expect_err("a second lock").to_string();
         assert!(e.contains("is in use by another kvstore"), "{e}");
     }
 }

@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use crate::error::EtcdError;
 use crate::ids;
 use crate::pb::{Member, ResponseHeader};
+use crate::raft::log_store::Leaders;
 use crate::raft::network::{ClusterInfo, MemberOp, Peers};
-use crate::raft::proposer::Proposer;
+use crate::raft::proposer::{ProposeError, Proposer};
 use crate::raft::state_machine::SmShared;
 use crate::raft::typ::{CheckIsLeaderError, RaftMetrics};
 use crate::raft::{Command, CommandResponse, PeerNode, Raft};
@@ -66,13 +67,14 @@ impl Node {
         id: u64,
         cluster_id: u64,
         raft: Raft,
+        leaders: Leaders,
         sm: Arc<SmShared>,
         peers: Peers,
         settings: NodeSettings,
     ) -> Arc<Node> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (quiet, quiet_rx) = watch::channel(false);
-        let proposer = Proposer::start(raft.clone(), quiet_rx);
+        let proposer = Proposer::start(raft.clone(), id, leaders, quiet_rx);
         let node = Arc::new(Node {
             quiet,
             id,
@@ -148,8 +150,8 @@ impl Node {
         loop {
             match self.proposer.write(cmd.clone()).await {
                 Ok((resp, _)) => return Ok(resp),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    if let Some(url) = f.leader_node.and_then(|n| n.peer_urls.first().cloned()) {
+                Err(ProposeError::NotLeader(leader)) => {
+                    if let Some(url) = leader.and_then(|n| n.peer_urls.first().cloned()) {
                         let left = deadline.saturating_duration_since(Instant::now());
                         match self
                             .peers
@@ -168,9 +170,7 @@ impl Node {
                                     .map(|_| r)
                                     .map_err(|_| EtcdError::Timeout);
                             }
-                            // Refused before it reached the log, or its entry was truncated
-                            // away (openraft answers an entry that can never commit so): safe
-                            // to send again.
+                            // Refused before it reached the leader's log: safe to send again.
                             Ok(Err(EtcdError::NotLeader)) => {}
                             Ok(Err(e)) => return Err(e),
                             Err(s) if never_sent(&s) => {}
@@ -188,10 +188,7 @@ impl Node {
                         }
                     }
                 }
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    return Err(EtcdError::Internal(e.to_string()));
-                }
-                Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
+                Err(e) => return Err(propose_error(e)),
             }
             if Instant::now() >= deadline {
                 return Err(if self.leader().is_some() {
@@ -215,16 +212,7 @@ impl Node {
         &self,
         cmd: Command,
     ) -> Result<(CommandResponse, u64), EtcdError> {
-        match self.proposer.write(cmd).await {
-            Ok(applied) => Ok(applied),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(EtcdError::NotLeader)
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(EtcdError::Internal(e.to_string()))
-            }
-            Err(RaftError::Fatal(_)) => Err(EtcdError::Stopped),
-        }
+        self.proposer.write(cmd).await.map_err(propose_error)
     }
 
     /// Wait until this member has applied everything committed before the call: after it, a
@@ -629,6 +617,22 @@ impl Node {
                 Err(RaftError::Fatal(_)) => return Err(EtcdError::Stopped),
             }
         }
+    }
+}
+
+/// The etcd error for a proposal without a response.
+fn propose_error(e: ProposeError) -> EtcdError {
+    match e {
+        ProposeError::NotLeader(_) => EtcdError::NotLeader,
+        // etcd's answer to a proposal whose fate is unknown after a leader change.
+        ProposeError::Lost => EtcdError::LeaderChanged,
+        ProposeError::Raft(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+            EtcdError::Internal(e.to_string())
+        }
+        ProposeError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+            EtcdError::LeaderChanged
+        }
+        ProposeError::Raft(RaftError::Fatal(_)) => EtcdError::Stopped,
     }
 }
 

@@ -241,7 +241,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
 
     let dir = member_dir(&opts.data_dir);
     let result = (|| {
-        crate::data_dir::prepare(&dir)?;
+        let lock = crate::data_dir::lock(&dir)?;
+        crate::data_dir::prepare(&dir, &lock)?;
         let sm = SmShared::open(&dir)?;
         let mut r = BufReader::new(std::fs::File::open(&opts.snapshot)?);
         read_header(&mut r)?;

@@ -208,6 +208,8 @@ pub struct Server {
     /// The node.
     pub node: Arc<Node>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The data dir's lock, released when the server is dropped.
+    _lock: crate::data_dir::DirLock,
 }
 
 impl Server {
@@ -228,9 +230,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     cfg.validate()?;
     let data_dir = PathBuf::from(cfg.data_dir());
     let dir = member_dir(&data_dir);
-    std::fs::create_dir_all(&dir)?;
-    crate::data_dir::prepare(&dir)?;
-    // Opened (and locked) first: a second kvstore on this data dir stops here.
+    // Locked first: a second kvstore on this data dir stops here, before it reads anything.
+    let lock = crate::data_dir::lock(&dir)?;
+    crate::data_dir::prepare(&dir, &lock)?;
     let log_store = LogStore::open(&dir)?;
     let peers = Peers::new(0);
     // Bind the peer port first so a joining member can be reached while it asks who it is.
@@ -274,6 +276,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     } else {
         cfg.max_snapshots
     });
+    let leaders = log_store.leaders();
     let raft = Raft::new(
         ident.member_id,
         raft_config(&cfg)?,
@@ -334,7 +337,15 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
         token: cfg.initial_cluster_token.clone(),
         request_timeout: cfg.request_timeout(),
     };
-    let node = Node::start(ident.member_id, ident.cluster_id, raft, sm, peers, settings);
+    let node = Node::start(
+        ident.member_id,
+        ident.cluster_id,
+        raft,
+        leaders,
+        sm,
+        peers,
+        settings,
+    );
     let _ = node_cell.set(node.clone());
 
     let api = Api {
@@ -357,7 +368,11 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
             }
         }));
     }
-    Ok(Server { node, tasks })
+    Ok(Server {
+        node,
+        tasks,
+        _lock: lock,
+    })
 }
 
 /// The client-port router: etcd's gRPC services plus the HTTP gateway and health routes.

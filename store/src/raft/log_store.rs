@@ -17,9 +17,8 @@
 //! the vote and the committed log id are bincode; the purged log id rides in the WAL's purge
 //! marker.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
-use std::fs::File;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -35,9 +34,6 @@ use crate::mvcc::tables::{decode, encode};
 
 /// The WAL's directory inside a member directory.
 pub const WAL_DIR: &str = "wal";
-
-/// The lock file that keeps a second process off the WAL.
-const LOCK_FILE: &str = "LOCK";
 
 /// Encoded bytes of recent entries kept in memory once durable (at least the last entry is
 /// always kept; entries not yet durable are never dropped).
@@ -150,8 +146,30 @@ pub struct LogStore {
     wal: Arc<Mutex<Wal>>,
     tail: Arc<Mutex<Tail>>,
     writer: std::sync::mpsc::Sender<Op>,
-    /// Held (locked) for as long as any clone lives.
-    _lock: Arc<File>,
+    leaders: Leaders,
+}
+
+/// The latest term in which each member led, as far as the votes this member saved show.
+/// openraft saves a committed vote for a member before that member acts as leader (its own
+/// vote, when this member wins an election), so whether this member led since a term is known
+/// here exactly, without the delay of its metrics.
+#[derive(Clone, Default, Debug)]
+pub struct Leaders(Arc<Mutex<HashMap<u64, u64>>>);
+
+impl Leaders {
+    fn record(&self, vote: &Vote) {
+        if let (true, Some(node)) = (vote.committed, vote.leader_id.voted_for()) {
+            let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let term = m.entry(node).or_default();
+            *term = (*term).max(vote.leader_id.term);
+        }
+    }
+
+    /// Whether `node` led in `term` or a later one.
+    pub fn led_since(&self, node: u64, term: u64) -> bool {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&node).is_some_and(|t| *t >= term)
+    }
 }
 
 /// Write queued operations in batches, one `fdatasync` per batch where the operations allow
@@ -272,22 +290,10 @@ fn flush(
 }
 
 impl LogStore {
-    /// Open (or create) the WAL in `member_dir`, lock it against other processes, and start
-    /// its writer thread.
+    /// Open (or create) the WAL in `member_dir` and start its writer thread. The caller holds
+    /// the directory's lock ([`crate::data_dir::lock`]).
     pub fn open(member_dir: &Path) -> Result<Self> {
         let dir = member_dir.join(WAL_DIR);
-        std::fs::create_dir_all(&dir)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))?;
-        if let Err(e) = lock.try_lock() {
-            return Err(match e {
-                std::fs::TryLockError::WouldBlock => Error::InUse(member_dir.to_path_buf()),
-                std::fs::TryLockError::Error(e) => e.into(),
-            });
-        }
         let wal = Wal::open(&dir, WalOptions::default())?;
         let purged: Option<LogId> = wal
             .purged_meta()
@@ -309,12 +315,21 @@ impl LogStore {
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || writer(writer_wal, writer_tail, rx))?;
-        Ok(LogStore {
+        let store = LogStore {
             wal,
             tail,
             writer: tx,
-            _lock: Arc::new(lock),
-        })
+            leaders: Leaders::default(),
+        };
+        if let Some(vote) = store.vote()? {
+            store.leaders.record(&vote);
+        }
+        Ok(store)
+    }
+
+    /// Who led in which term, kept up to date as votes are saved.
+    pub fn leaders(&self) -> Leaders {
+        self.leaders.clone()
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
@@ -474,7 +489,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let vote = *vote;
         self.write_and_wait(|done| Op::Vote(vote, done))
             .await
-            .map_err(|e| sto_err(StorageIOError::write_vote, e))
+            .map_err(|e| sto_err(StorageIOError::write_vote, e))?;
+        // Durable, and openraft has not acted on it yet.
+        self.leaders.record(&vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -559,5 +577,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_and_wait(|done| Op::Purge(log_id, done))
             .await
             .map_err(|e| sto_err(StorageIOError::write_logs, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorage;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn saved_committed_votes_say_who_led_since_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(dir.path()).unwrap();
+        let leaders = log.leaders();
+        // Asked for (not committed): nobody led.
+        log.save_vote(&Vote::new(3, 1)).await.unwrap();
+        assert!(!leaders.led_since(1, 3));
+        log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+        assert!(leaders.led_since(1, 3) && leaders.led_since(1, 2));
+        assert!(!leaders.led_since(1, 4) && !leaders.led_since(2, 3));
+        // Another member's leadership later: member 1's record stays.
+        log.save_vote(&Vote::new_committed(5, 2)).await.unwrap();
+        assert!(leaders.led_since(2, 5) && !leaders.led_since(1, 4));
+        drop((log, leaders));
+        // Reopened: the saved vote is known again.
+        let log = LogStore::open(dir.path()).unwrap();
+        assert!(log.leaders().led_since(2, 5));
     }
 }

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use super::log_store::Leaders;
 use super::typ::{ClientWriteError, RaftError};
-use super::{Command, CommandResponse, Raft};
+use super::{Command, CommandResponse, PeerNode, Raft};
 
 /// Raft entries being proposed at once by one member.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -26,8 +27,57 @@ pub const MAX_BATCH: usize = 512;
 pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 
 /// What a proposal comes back with: the response and the log index of the entry it was applied
-/// in, or openraft's error for that entry.
-pub type ProposeResult = Result<(CommandResponse, u64), RaftError<ClientWriteError>>;
+/// in, or why there is none.
+pub type ProposeResult = Result<(CommandResponse, u64), ProposeError>;
+
+/// Why a proposal has no response.
+#[derive(Debug, Clone)]
+pub enum ProposeError {
+    /// Never appended: this member is not the leader (the leader's node, if one is known).
+    /// Safe to send elsewhere.
+    NotLeader(Option<PeerNode>),
+    /// Perhaps appended while this member led, and its leadership ended before the entry was
+    /// applied: the entry may still commit under the next leader, or never. Sending it again
+    /// could apply it twice.
+    Lost,
+    /// openraft refused it (a membership change) or stopped.
+    Raft(RaftError<ClientWriteError>),
+}
+
+/// Who proposes: the Raft handle, this member's id, and who led when.
+#[derive(Clone)]
+struct Ctx {
+    raft: Raft,
+    me: u64,
+    leaders: Leaders,
+}
+
+impl Ctx {
+    /// Tell openraft's `ForwardToLeader` apart: it answers both a write refused because this
+    /// member is not the leader (never appended) and an entry appended, then truncated by a
+    /// new leader (which, with five voters or more, another member may still hold and commit).
+    /// Only a member that led neither when it submitted nor in that term or any later one can
+    /// have had the first; the saved votes say whether it led since (see [`Leaders`]).
+    fn classify(&self, before: (u64, bool), e: RaftError<ClientWriteError>) -> ProposeError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                let (term, was_leader) = before;
+                if !was_leader && !self.leaders.led_since(self.me, term) {
+                    ProposeError::NotLeader(f.leader_node)
+                } else {
+                    ProposeError::Lost
+                }
+            }
+            other => ProposeError::Raft(other),
+        }
+    }
+}
+
+/// This member's term and whether it leads, as its metrics say.
+fn standing(raft: &Raft) -> (u64, bool) {
+    let m = raft.metrics().borrow().clone();
+    (m.current_term, m.state == openraft::ServerState::Leader)
+}
 
 struct Pending {
     cmd: Command,
@@ -46,10 +96,12 @@ impl Proposer {
     /// A proposer for `raft`; its task ends when every handle is dropped. While `quiet` is
     /// true, proposals wait (queued, in order) instead of going to Raft: a leader handing over
     /// leadership sends nothing that would renew its followers' lease.
-    pub fn start(raft: Raft, quiet: watch::Receiver<bool>) -> Self {
+    /// `me` is this member's id and `leaders` what its log store knows of who led when.
+    pub fn start(raft: Raft, me: u64, leaders: Leaders, quiet: watch::Receiver<bool>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        tokio::spawn(run(raft, rx, quiet, slots.clone()));
+        let ctx = Ctx { raft, me, leaders };
+        tokio::spawn(run(ctx, rx, quiet, slots.clone()));
         Proposer { queue: tx, slots }
     }
 
@@ -62,7 +114,7 @@ impl Proposer {
     pub async fn write(&self, cmd: Command) -> ProposeResult {
         let (reply, rx) = oneshot::channel();
         let size = cmd.approx_size();
-        let stopped = || RaftError::Fatal(openraft::error::Fatal::Stopped);
+        let stopped = || ProposeError::Raft(RaftError::Fatal(openraft::error::Fatal::Stopped));
         self.queue
             .send(Pending { cmd, size, reply })
             .map_err(|_| stopped())?;
@@ -71,7 +123,7 @@ impl Proposer {
 }
 
 async fn run(
-    raft: Raft,
+    ctx: Ctx,
     mut rx: mpsc::UnboundedReceiver<Pending>,
     mut quiet: watch::Receiver<bool>,
     slots: Arc<Semaphore>,
@@ -107,26 +159,30 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            propose(&raft, batch).await;
+            propose(&ctx, batch).await;
             drop(slot);
         });
     }
 }
 
-async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
+async fn propose(ctx: &Ctx, mut batch: Vec<Pending>) {
+    let raft = &ctx.raft;
     if batch.len() == 1 {
         let p = batch.remove(0);
+        let before = standing(raft);
         let res = raft
             .client_write(p.cmd)
             .await
-            .map(|r| (r.data, r.log_id.index));
+            .map(|r| (r.data, r.log_id.index))
+            .map_err(|e| ctx.classify(before, e));
         let _ = p.reply.send(res);
         return;
     }
     let (cmds, replies): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+    let before = standing(raft);
     match raft.client_write(Command::Batch(cmds)).await {
         Ok(resp) => match resp.data {
             CommandResponse::Batch(results) if results.len() == replies.len() => {
@@ -144,6 +200,7 @@ async fn propose(raft: &Raft, mut batch: Vec<Pending>) {
             }
         },
         Err(e) => {
+            let e = ctx.classify(before, e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
             }
