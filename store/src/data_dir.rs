@@ -328,7 +328,7 @@ mod tests {
             "a release of format 1 could open raft.redb"
         );
         assert_eq!(read_identity(member).unwrap(), Some(identity()));
-        let mut log = LogStore::open(member).unwrap();
+        let mut log = LogStore::open(member, WalOptions::default()).unwrap();
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(log_id(1, 3)));
         assert_eq!(state.last_log_id, Some(log_id(2, 9)));

@@ -182,7 +182,7 @@ impl Node {
                             // commit, so sending it again could apply it twice. etcd answers
                             // such requests with a retryable error and leaves it to the client.
                             Err(s) => {
-                                tracing::debug!(status = %s, "forwarded proposal lost");
+                                tracing::info!(status = %s, "a forwarded proposal's fate is unknown: answered 'leader changed'");
                                 return Err(EtcdError::LeaderChanged);
                             }
                         }

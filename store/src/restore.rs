@@ -255,7 +255,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
         txn.open_table(META)?.remove(META_PENDING_VOTERS)?;
         let revs = bump_revision(&txn, opts)?;
         txn.commit()?;
-        LogStore::open(&dir)?;
+        LogStore::open(&dir, Default::default())?;
         write_identity(
             &dir,
             &Identity {

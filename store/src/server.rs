@@ -233,7 +233,12 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     // Locked first: a second kvstore on this data dir stops here, before it reads anything.
     let lock = crate::data_dir::lock(&dir)?;
     crate::data_dir::prepare(&dir, &lock)?;
-    let log_store = LogStore::open(&dir)?;
+    let log_store = LogStore::open(
+        &dir,
+        crate::raft::wal::WalOptions {
+            segment_size: cfg.wal_segment_size,
+        },
+    )?;
     let peers = Peers::new(0);
     // Bind the peer port first so a joining member can be reached while it asks who it is.
     let mut peer_listeners = Vec::new();

@@ -149,26 +149,47 @@ pub struct LogStore {
     leaders: Leaders,
 }
 
-/// The latest term in which each member led, as far as the votes this member saved show.
-/// openraft saves a committed vote for a member before that member acts as leader (its own
-/// vote, when this member wins an election), so whether this member led since a term is known
-/// here exactly, without the delay of its metrics.
+/// What the votes this member saved say about leadership: the latest vote, and how many times
+/// a committed vote for each member was saved. openraft saves a committed vote for a member
+/// before that member acts as leader (its own, when this member wins an election), and saves a
+/// newer vote before it acts on that; so, unlike the metrics, which trail the Raft core, this
+/// says exactly whether this member may be leading, and whether it became leader since.
 #[derive(Clone, Default, Debug)]
-pub struct Leaders(Arc<Mutex<HashMap<u64, u64>>>);
+pub struct Leaders(Arc<Mutex<LeaderVotes>>);
+
+#[derive(Default, Debug)]
+struct LeaderVotes {
+    latest: Option<Vote>,
+    committed: HashMap<u64, u64>,
+}
+
+/// A member's standing according to the saved votes, see [`Leaders::standing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    /// The latest saved vote is a committed vote for the member: it may be leading.
+    pub may_lead: bool,
+    /// How many committed votes for the member were saved so far.
+    pub times_led: u64,
+}
 
 impl Leaders {
     fn record(&self, vote: &Vote) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.latest = Some(*vote);
         if let (true, Some(node)) = (vote.committed, vote.leader_id.voted_for()) {
-            let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            let term = m.entry(node).or_default();
-            *term = (*term).max(vote.leader_id.term);
+            *m.committed.entry(node).or_default() += 1;
         }
     }
 
-    /// Whether `node` led in `term` or a later one.
-    pub fn led_since(&self, node: u64, term: u64) -> bool {
+    /// `node`'s standing now.
+    pub fn standing(&self, node: u64) -> Standing {
         let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&node).is_some_and(|t| *t >= term)
+        Standing {
+            may_lead: m
+                .latest
+                .is_some_and(|v| v.committed && v.leader_id.voted_for() == Some(node)),
+            times_led: m.committed.get(&node).copied().unwrap_or(0),
+        }
     }
 }
 
@@ -292,9 +313,9 @@ fn flush(
 impl LogStore {
     /// Open (or create) the WAL in `member_dir` and start its writer thread. The caller holds
     /// the directory's lock ([`crate::data_dir::lock`]).
-    pub fn open(member_dir: &Path) -> Result<Self> {
+    pub fn open(member_dir: &Path, options: WalOptions) -> Result<Self> {
         let dir = member_dir.join(WAL_DIR);
-        let wal = Wal::open(&dir, WalOptions::default())?;
+        let wal = Wal::open(&dir, options)?;
         let purged: Option<LogId> = wal
             .purged_meta()
             .filter(|m| !m.is_empty())
@@ -587,22 +608,35 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn saved_committed_votes_say_who_led_since_when() {
+    async fn saved_votes_say_whether_a_member_may_lead_and_since_when() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = LogStore::open(dir.path()).unwrap();
+        let mut log = LogStore::open(dir.path(), WalOptions::default()).unwrap();
         let leaders = log.leaders();
-        // Asked for (not committed): nobody led.
+        let none = Standing {
+            may_lead: false,
+            times_led: 0,
+        };
+        // Asked for (not committed): nobody leads.
         log.save_vote(&Vote::new(3, 1)).await.unwrap();
-        assert!(!leaders.led_since(1, 3));
+        assert_eq!(leaders.standing(1), none);
         log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
-        assert!(leaders.led_since(1, 3) && leaders.led_since(1, 2));
-        assert!(!leaders.led_since(1, 4) && !leaders.led_since(2, 3));
-        // Another member's leadership later: member 1's record stays.
-        log.save_vote(&Vote::new_committed(5, 2)).await.unwrap();
-        assert!(leaders.led_since(2, 5) && !leaders.led_since(1, 4));
+        let led = Standing {
+            may_lead: true,
+            times_led: 1,
+        };
+        assert_eq!(leaders.standing(1), led);
+        assert_eq!(leaders.standing(2), none);
+        // A newer vote for another member (as at a step-down, even in the same term): member 1
+        // no longer leads, and its count stays.
+        log.save_vote(&Vote::new(3, 2)).await.unwrap();
+        let stepped_down = Standing {
+            may_lead: false,
+            times_led: 1,
+        };
+        assert_eq!(leaders.standing(1), stepped_down);
         drop((log, leaders));
         // Reopened: the saved vote is known again.
-        let log = LogStore::open(dir.path()).unwrap();
-        assert!(log.leaders().led_since(2, 5));
+        let log = LogStore::open(dir.path(), WalOptions::default()).unwrap();
+        assert!(!log.leaders().standing(1).may_lead);
     }
 }

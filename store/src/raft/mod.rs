@@ -95,7 +95,7 @@ mod suite {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let log = LogStore::open(dir.path()).expect("log store");
+            let log = LogStore::open(dir.path(), Default::default()).expect("log store");
             let sm = SmShared::open(dir.path()).expect("state machine");
             Ok((dir, log, StateMachine::new(sm)))
         }

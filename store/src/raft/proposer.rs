@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use super::log_store::Leaders;
+use super::log_store::{Leaders, Standing};
 use super::typ::{ClientWriteError, RaftError};
 use super::{Command, CommandResponse, PeerNode, Raft};
 
@@ -53,30 +53,35 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// This member's standing before it submits.
+    fn standing(&self) -> Standing {
+        self.leaders.standing(self.me)
+    }
+
     /// Tell openraft's `ForwardToLeader` apart: it answers both a write refused because this
     /// member is not the leader (never appended) and an entry appended, then truncated by a
     /// new leader (which, with five voters or more, another member may still hold and commit).
-    /// Only a member that led neither when it submitted nor in that term or any later one can
-    /// have had the first; the saved votes say whether it led since (see [`Leaders`]).
-    fn classify(&self, before: (u64, bool), e: RaftError<ClientWriteError>) -> ProposeError {
+    /// Only a member that could not lead when it submitted, and did not become leader since,
+    /// had the first; the saved votes say both exactly (see [`Leaders`]).
+    fn classify(&self, before: Standing, e: RaftError<ClientWriteError>) -> ProposeError {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                let (term, was_leader) = before;
-                if !was_leader && !self.leaders.led_since(self.me, term) {
+                let now = self.standing();
+                if !before.may_lead && now.times_led == before.times_led {
                     ProposeError::NotLeader(f.leader_node)
                 } else {
+                    tracing::info!(
+                        may_have_led = before.may_lead,
+                        became_leader = now.times_led != before.times_led,
+                        "a proposal's entry may have been appended before leadership ended: \
+                         answered 'leader changed'"
+                    );
                     ProposeError::Lost
                 }
             }
             other => ProposeError::Raft(other),
         }
     }
-}
-
-/// This member's term and whether it leads, as its metrics say.
-fn standing(raft: &Raft) -> (u64, bool) {
-    let m = raft.metrics().borrow().clone();
-    (m.current_term, m.state == openraft::ServerState::Leader)
 }
 
 struct Pending {
@@ -171,7 +176,7 @@ async fn propose(ctx: &Ctx, mut batch: Vec<Pending>) {
     let raft = &ctx.raft;
     if batch.len() == 1 {
         let p = batch.remove(0);
-        let before = standing(raft);
+        let before = ctx.standing();
         let res = raft
             .client_write(p.cmd)
             .await
@@ -182,7 +187,7 @@ async fn propose(ctx: &Ctx, mut batch: Vec<Pending>) {
     }
     let (cmds, replies): (Vec<Command>, Vec<_>) =
         batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-    let before = standing(raft);
+    let before = ctx.standing();
     match raft.client_write(Command::Batch(cmds)).await {
         Ok(resp) => match resp.data {
             CommandResponse::Batch(results) if results.len() == replies.len() => {

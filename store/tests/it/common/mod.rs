@@ -98,6 +98,11 @@ impl Member {
             "100".into(),
             "--election-timeout".into(),
             "1000".into(),
+            // Small WAL segments: dozens of members start in a run, and each writes a segment
+            // and a spare of zeroes; 64 MiB each made a start's fsyncs (votes) wait seconds
+            // behind them when tests ran side by side, and elections repeat.
+            "--experimental-wal-segment-size".into(),
+            "4194304".into(),
         ];
         a.extend(self.extra.iter().cloned());
         a
