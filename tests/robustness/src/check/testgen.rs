@@ -384,3 +384,23 @@ pub fn generate(shape: &Shape) -> History {
         watches: vec![record(all_keys(), all), record(k1, one)],
     }
 }
+
+/// The keys returned by the last linearizable read of the latest revision that returned any:
+/// the read a test corrupts to make a history wrong.
+pub fn last_read_kvs(history: &mut History) -> Option<&mut Vec<KeyValue>> {
+    let op = history.operations.iter_mut().rev().find(|op| {
+        matches!(&op.response, Response::Range { kvs, .. } if !kvs.is_empty())
+            && matches!(
+                op.request,
+                Request::Range {
+                    revision: 0,
+                    serializable: false,
+                    ..
+                }
+            )
+    })?;
+    match &mut op.response {
+        Response::Range { kvs, .. } => Some(kvs),
+        _ => None,
+    }
+}

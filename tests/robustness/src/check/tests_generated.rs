@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::history::{EventKind, History, Request, Response};
+use super::history::{EventKind, History};
 use super::linearizable::Budget;
-use super::testgen::{Shape, b, generate};
+use super::testgen::{Shape, b, generate, last_read_kvs};
 use super::tests_linearizable::failure;
 use super::{Options, Status, check, check_with};
 
@@ -88,18 +88,7 @@ fn a_corrupted_read_in_a_generated_history_fails() {
         unknown: 0,
         seed: 9,
     });
-    let target = history.operations.iter_mut().rev().find(|op| {
-        matches!(&op.response, Response::Range { kvs, .. } if !kvs.is_empty())
-            && matches!(
-                op.request,
-                Request::Range {
-                    revision: 0,
-                    serializable: false,
-                    ..
-                }
-            )
-    });
-    if let Some(Response::Range { kvs, .. }) = target.map(|op| &mut op.response) {
+    if let Some(kvs) = last_read_kvs(&mut history) {
         kvs[0].value = b("corrupted");
     }
     failure(&history, "linearizable");

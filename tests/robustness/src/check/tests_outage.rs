@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::history::{History, Request, Response};
+use super::history::{History, Request};
 use super::linearizable::Budget;
-use super::testgen::{Shape, b, generate, op, unknown};
+use super::testgen::{Shape, b, generate, last_read_kvs, op, unknown};
 use super::{Options, Status, check_with};
 
 /// A generated run (some Unknown writes, some of which happened) and, in its first
@@ -72,18 +72,7 @@ fn deletes_that_never_happened_do_not_blow_up_the_search() {
 #[test]
 fn a_wrong_read_after_the_outage_still_fails() {
     let mut history = after_an_outage(1000, 20, 1);
-    let target = history.operations.iter_mut().rev().find(|op| {
-        matches!(&op.response, Response::Range { kvs, .. } if !kvs.is_empty())
-            && matches!(
-                op.request,
-                Request::Range {
-                    revision: 0,
-                    serializable: false,
-                    ..
-                }
-            )
-    });
-    let Some(Response::Range { kvs, .. }) = target.map(|op| &mut op.response) else {
+    let Some(kvs) = last_read_kvs(&mut history) else {
         panic!("no read returned a key");
     };
     kvs[0].version += 1;
