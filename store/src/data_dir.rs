@@ -125,21 +125,25 @@ pub fn prepare(member: &Path, _lock: &DirLock) -> Result<()> {
     }
 }
 
-/// Whether `path` holds the note that replaces `raft.redb`.
-fn is_note(path: &Path) -> Result<bool> {
+/// The contents of `path`, or `None` when there is no such file.
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     match std::fs::read(path) {
-        Ok(bytes) => Ok(bytes == V1_NOTE),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Whether `path` holds the note that replaces `raft.redb`.
+fn is_note(path: &Path) -> Result<bool> {
+    Ok(read_if_exists(path)?.is_some_and(|bytes| bytes == V1_NOTE))
+}
+
 fn read_format(member: &Path) -> Result<Option<u32>> {
-    let text = match std::fs::read_to_string(member.join(FORMAT_FILE)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(bytes) = read_if_exists(&member.join(FORMAT_FILE))? else {
+        return Ok(None);
     };
+    let text = String::from_utf8_lossy(&bytes);
     text.trim().parse().map(Some).map_err(|_| {
         Error::Config(format!(
             "data dir {}: its format file holds {:?}, not a format version",
@@ -151,11 +155,9 @@ fn read_format(member: &Path) -> Result<Option<u32>> {
 
 /// The identity stamp of a member directory, if it has one.
 pub fn read_identity(member: &Path) -> Result<Option<Identity>> {
-    match std::fs::read(member.join(IDENTITY_FILE)) {
-        Ok(bytes) => decode("identity", &bytes).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    read_if_exists(&member.join(IDENTITY_FILE))?
+        .map(|bytes| decode("identity", &bytes))
+        .transpose()
 }
 
 /// Stamp a member directory with its identity.
