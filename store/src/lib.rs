@@ -22,6 +22,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
+pub mod disk;
 pub mod error;
 pub mod gateway;
 pub mod ids;

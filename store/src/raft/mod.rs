@@ -11,6 +11,9 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod wal;
 
+#[cfg(test)]
+mod power_loss_tests;
+
 use serde::{Deserialize, Serialize};
 
 pub use command::{Command, CommandResponse};

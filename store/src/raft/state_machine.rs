@@ -21,6 +21,7 @@ use super::command::{Command, CommandResponse};
 use super::snapshot::{clear_tables, load_records, read_header, write_snapshot};
 use super::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use super::{TypeConfig, sto_err};
+use crate::disk::Disk;
 use crate::error::{Error, EtcdError, Result};
 use crate::mvcc::read::Revs;
 use crate::mvcc::tables::*;
@@ -82,7 +83,31 @@ impl SmShared {
         let db = Database::builder()
             .set_cache_size(STATE_CACHE_BYTES)
             .create(&path)?;
-        let snap_dir = dir.join("snap");
+        // redb does not fsync the directory: a new file's entry must be durable before the
+        // Raft log is purged behind what the file holds (the power-loss tests found this).
+        crate::disk::Os.sync_dir(dir)?;
+        Self::with_db(db, path, dir.join("snap"))
+    }
+
+    /// [`Self::open`] with `state.redb` at `path` on `backend`, a file of `disk` (the
+    /// power-loss tests' disk), and snapshot files in `snap_dir`.
+    #[cfg(test)]
+    pub fn open_on(
+        disk: &dyn Disk,
+        path: &Path,
+        backend: impl redb::StorageBackend,
+        snap_dir: &Path,
+    ) -> Result<Arc<Self>> {
+        let db = Database::builder()
+            .set_cache_size(STATE_CACHE_BYTES)
+            .create_with_backend(backend)?;
+        if let Some(dir) = path.parent() {
+            disk.sync_dir(dir)?;
+        }
+        Self::with_db(db, path.to_path_buf(), snap_dir.to_path_buf())
+    }
+
+    fn with_db(db: Database, path: PathBuf, snap_dir: PathBuf) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&snap_dir)?;
         let txn = db.begin_write()?;
         let (rev, compact) = {
@@ -286,7 +311,7 @@ impl SmShared {
         Ok(())
     }
 
-    fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>> {
+    pub(super) fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>> {
         let mut txn = self.db().begin_write()?;
         // The Raft log is durable; the state machine only needs to be now and then (and before
         // a snapshot lets the log be purged): a crash re-applies the entries after it.
@@ -394,7 +419,7 @@ impl SmShared {
         Ok(file)
     }
 
-    fn build_snapshot_blocking(&self) -> Result<(SnapshotMeta, std::fs::File)> {
+    pub(super) fn build_snapshot_blocking(&self) -> Result<(SnapshotMeta, std::fs::File)> {
         // The log may be purged up to this snapshot: what it holds must be durable first.
         self.flush()?;
         let txn = self.read()?;

@@ -74,9 +74,8 @@ mod tests;
 mod testutil;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use error::{Result, WalError};
 pub use record::{MAX_PAYLOAD, Record};
@@ -86,6 +85,8 @@ use error::{corrupt, io_err};
 use record::{Kind, RECORD_HEADER, Raw, encode, encoded_len};
 use segment::{SEGMENT_HEADER, Segment, Spare};
 use state::{Loc, LogState};
+
+use crate::disk::{Disk, Os};
 
 /// The default segment size: 64 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
@@ -112,6 +113,7 @@ impl Default for WalOptions {
 
 /// An open WAL. Every mutating call is durable when it returns.
 pub struct Wal {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     segment_size: u64,
     /// By first sequence number; the last one takes the appends.
@@ -131,13 +133,19 @@ pub struct Wal {
 impl Wal {
     /// Open the WAL in `dir`, creating it if needed, and replay it.
     pub fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal> {
+        Self::open_on(Os::shared(), dir, options)
+    }
+
+    /// [`Self::open`] on `disk`.
+    pub fn open_on(disk: Arc<dyn Disk>, dir: impl AsRef<Path>, options: WalOptions) -> Result<Wal> {
         let dir = dir.as_ref().to_path_buf();
         let segment_size = options
             .segment_size
             .clamp(MIN_SEGMENT_SIZE, MAX_SEGMENT_SIZE);
-        let opened = replay::open_dir(&dir, segment_size)?;
+        let opened = replay::open_dir(&*disk, &dir, segment_size)?;
         let mut wal = Wal {
-            spare: Spare::new(&dir, segment_size),
+            spare: Spare::new(disk.clone(), &dir, segment_size),
+            disk,
             dir,
             segment_size,
             segments: opened.segments,
@@ -349,7 +357,13 @@ impl Wal {
     /// Start a new segment with room for a record of `record_bytes`.
     fn rotate(&mut self, record_bytes: u64) -> Result<()> {
         let min_size = self.segment_size.max(SEGMENT_HEADER as u64 + record_bytes);
-        match segment::install(&self.dir, &mut self.spare, self.next_seq, min_size) {
+        match segment::install(
+            &*self.disk,
+            &self.dir,
+            &mut self.spare,
+            self.next_seq,
+            min_size,
+        ) {
             Ok(seg) => {
                 self.segments.insert(seg.first_seq, seg);
                 self.write_pos = SEGMENT_HEADER as u64;
@@ -377,8 +391,10 @@ impl Wal {
                 break;
             }
             let seg = entry.remove();
-            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
-            segment::sync_dir(&self.dir)?;
+            self.disk
+                .remove_file(&seg.path)
+                .map_err(io_err("remove", &seg.path))?;
+            segment::sync_dir(&*self.disk, &self.dir)?;
         }
         Ok(())
     }

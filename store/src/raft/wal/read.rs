@@ -4,7 +4,6 @@
 //! returned as data.
 
 use std::ops::{Bound, RangeBounds};
-use std::os::unix::fs::FileExt;
 
 use super::Wal;
 use super::error::{Result, corrupt, io_err};

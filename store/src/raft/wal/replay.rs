@@ -19,14 +19,13 @@
 //! leftover spare `.tmp` file is removed. Valid records are never changed.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::error::{Result, corrupt, io_err};
 use super::record::{ALIGN, Decoded, decode};
 use super::segment::{self, SEGMENT_HEADER, Segment, sync_dir, write_zeroes};
 use super::state::{Loc, LogState};
+use crate::disk::{Disk, Open};
 
 /// What an open found.
 pub(crate) struct Opened {
@@ -49,16 +48,17 @@ struct End {
 
 /// Open `dir` (creating it if needed) and replay it. The last segment is filled up to
 /// `segment_size` bytes if it is shorter. With no segment, `segments` is empty.
-pub(crate) fn open_dir(dir: &Path, segment_size: u64) -> Result<Opened> {
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+pub(crate) fn open_dir(disk: &dyn Disk, dir: &Path, segment_size: u64) -> Result<Opened> {
+    if !disk.exists(dir) {
+        disk.create_dir_all(dir)
+            .map_err(io_err("create directory", dir))?;
         // The new directory's entry must be durable before anything in it counts as durable.
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+            sync_dir(disk, parent)?;
         }
     }
-    let mut names = list_segments(dir)?;
-    drop_blank_tail(dir, &mut names)?;
+    let mut names = list_segments(disk, dir)?;
+    drop_blank_tail(disk, dir, &mut names)?;
     let mut opened = Opened {
         segments: BTreeMap::new(),
         state: LogState::default(),
@@ -68,13 +68,9 @@ pub(crate) fn open_dir(dir: &Path, segment_size: u64) -> Result<Opened> {
     let count = names.len();
     for (i, (seq, path)) in names.into_iter().enumerate() {
         let last = i + 1 == count;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(last)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf).map_err(io_err("read", &path))?;
+        let how = if last { Open::ReadWrite } else { Open::Read };
+        let file = disk.open(&path, how).map_err(io_err("open", &path))?;
+        let buf = file.read_all().map_err(io_err("read", &path))?;
         let first = segment::check_header(&path, &buf)?;
         if first != seq {
             let why = format!("the header says the first record is {first}, the name {seq}");
@@ -92,12 +88,12 @@ pub(crate) fn open_dir(dir: &Path, segment_size: u64) -> Result<Opened> {
         let mut capacity = buf.len() as u64;
         if last {
             if let Some(to) = end.zero_to {
-                write_zeroes(&file, end.pos as u64, to as u64)
+                write_zeroes(&*file, end.pos as u64, to as u64)
                     .and_then(|()| file.sync_data())
                     .map_err(io_err("zero the torn tail of", &path))?;
             }
             if capacity < segment_size {
-                write_zeroes(&file, capacity, segment_size)
+                write_zeroes(&*file, capacity, segment_size)
                     .and_then(|()| file.sync_all())
                     .map_err(io_err("preallocate", &path))?;
                 capacity = segment_size;
@@ -117,17 +113,16 @@ pub(crate) fn open_dir(dir: &Path, segment_size: u64) -> Result<Opened> {
 }
 
 /// The segment files of `dir` in order; leftover spare files are removed.
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let path = entry.map_err(io_err("list", dir))?.path();
+    for path in disk.list(dir).map_err(io_err("list", dir))? {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
         if let Some(seq) = segment::parse_name(name) {
             found.push((seq, path));
         } else if name.ends_with(".tmp") {
-            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            disk.remove_file(&path).map_err(io_err("remove", &path))?;
         }
     }
     found.sort();
@@ -136,25 +131,23 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 /// Remove trailing segments that a rotation created but never gave a header: nothing can
 /// have been written to them. A headerless segment holding data is an error.
-fn drop_blank_tail(dir: &Path, names: &mut Vec<(u64, PathBuf)>) -> Result<()> {
+fn drop_blank_tail(disk: &dyn Disk, dir: &Path, names: &mut Vec<(u64, PathBuf)>) -> Result<()> {
     while let Some((_, path)) = names.last() {
-        let mut head = Vec::with_capacity(SEGMENT_HEADER);
-        let mut file = File::open(path).map_err(io_err("open", path))?;
-        (&mut file)
-            .take(SEGMENT_HEADER as u64)
-            .read_to_end(&mut head)
+        let file = disk.open(path, Open::Read).map_err(io_err("open", path))?;
+        let len = file.size().map_err(io_err("stat", path))?;
+        let mut head = vec![0; SEGMENT_HEADER.min(len as usize)];
+        file.read_exact_at(&mut head, 0)
             .map_err(io_err("read", path))?;
         if !segment::header_is_blank(&head) {
             return Ok(());
         }
-        let mut rest = Vec::new();
-        file.read_to_end(&mut rest).map_err(io_err("read", path))?;
-        if let Some(at) = rest.iter().position(|b| *b != 0) {
+        let buf = file.read_all().map_err(io_err("read", path))?;
+        if let Some(at) = buf.iter().skip(SEGMENT_HEADER).position(|b| *b != 0) {
             let why = "a segment without a header holds data";
             return Err(corrupt(path, SEGMENT_HEADER + at, why));
         }
-        fs::remove_file(path).map_err(io_err("remove", path))?;
-        sync_dir(dir)?;
+        disk.remove_file(path).map_err(io_err("remove", path))?;
+        sync_dir(disk, dir)?;
         names.pop();
     }
     Ok(())

@@ -19,13 +19,13 @@
 //! fsynced. So a `*.wal` file always has its full size and a durable header, and anything that
 //! a crash leaves behind is either a `.tmp` file (removed at open) or a complete empty segment.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::error::{Result, WalError, corrupt, io_err};
+use crate::disk::{Disk, DiskFile, Open};
 
 /// Bytes of a segment header; the first record starts here.
 pub(crate) const SEGMENT_HEADER: usize = 32;
@@ -102,7 +102,7 @@ pub(crate) fn check_header(path: &Path, buf: &[u8]) -> Result<u64> {
 }
 
 /// Write zeroes over `from..to` of `file` (no sync).
-pub(crate) fn write_zeroes(file: &File, from: u64, to: u64) -> io::Result<()> {
+pub(crate) fn write_zeroes(file: &dyn DiskFile, from: u64, to: u64) -> io::Result<()> {
     let zeroes = vec![0; ZERO_CHUNK.min(to.saturating_sub(from) as usize)];
     let mut at = from;
     while at < to {
@@ -114,27 +114,21 @@ pub(crate) fn write_zeroes(file: &File, from: u64, to: u64) -> io::Result<()> {
 }
 
 /// Make the directory's entries (created, renamed, removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 /// Create (or replace) `path` as a file of `size` zero bytes whose blocks are all allocated
 /// and written, and make it durable.
-fn prepare(path: &Path, size: u64) -> io::Result<()> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    write_zeroes(&file, 0, size)?;
+fn prepare(disk: &dyn Disk, path: &Path, size: u64) -> io::Result<()> {
+    let file = disk.open(path, Open::Create)?;
+    write_zeroes(&*file, 0, size)?;
     file.sync_all()
 }
 
 /// The next segment, prepared ahead by a background thread.
 pub(crate) struct Spare {
+    disk: Arc<dyn Disk>,
     path: PathBuf,
     size: u64,
     job: Option<JoinHandle<io::Result<()>>>,
@@ -142,8 +136,9 @@ pub(crate) struct Spare {
 
 impl Spare {
     /// A spare of `size` bytes in `dir`, not started yet.
-    pub fn new(dir: &Path, size: u64) -> Spare {
+    pub fn new(disk: Arc<dyn Disk>, dir: &Path, size: u64) -> Spare {
         Spare {
+            disk,
             path: dir.join(SPARE_NAME),
             size,
             job: None,
@@ -156,10 +151,10 @@ impl Spare {
         if self.job.is_some() {
             return;
         }
-        let (path, size) = (self.path.clone(), self.size);
+        let (disk, path, size) = (self.disk.clone(), self.path.clone(), self.size);
         self.job = std::thread::Builder::new()
             .name("wal-spare".into())
-            .spawn(move || prepare(&path, size))
+            .spawn(move || prepare(&*disk, &path, size))
             .ok();
     }
 
@@ -171,10 +166,10 @@ impl Spare {
             None => false,
         };
         let extend = || -> io::Result<()> {
-            let file = OpenOptions::new().write(true).open(&self.path)?;
-            let len = file.metadata()?.len();
+            let file = self.disk.open(&self.path, Open::ReadWrite)?;
+            let len = file.size()?;
             if len < min_size {
-                write_zeroes(&file, len, min_size)?;
+                write_zeroes(&*file, len, min_size)?;
                 file.sync_all()?;
             }
             Ok(())
@@ -182,7 +177,7 @@ impl Spare {
         if ready {
             extend()
         } else {
-            prepare(&self.path, self.size.max(min_size))
+            prepare(&*self.disk, &self.path, self.size.max(min_size))
         }
         .map_err(io_err("prepare spare segment", &self.path))?;
         Ok(&self.path)
@@ -204,7 +199,7 @@ pub(crate) struct Segment {
     /// Sequence number of its first record (the key it is known by).
     pub first_seq: u64,
     pub path: PathBuf,
-    pub file: File,
+    pub file: Box<dyn DiskFile>,
     /// Its size: records never extend past it.
     pub capacity: u64,
 }
@@ -213,24 +208,24 @@ pub(crate) struct Segment {
 /// header, fdatasync, rename, directory fsync. An existing empty segment of that name (one
 /// too small for the record that caused the rotation) is replaced.
 pub(crate) fn install(
+    disk: &dyn Disk,
     dir: &Path,
     spare: &mut Spare,
     first_seq: u64,
     min_size: u64,
 ) -> Result<Segment> {
     let tmp = spare.take(min_size)?.to_path_buf();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&tmp)
+    let file = disk
+        .open(&tmp, Open::ReadWrite)
         .map_err(io_err("open", &tmp))?;
     file.write_all_at(&encode_header(first_seq), 0)
         .and_then(|()| file.sync_data())
         .map_err(io_err("write the header of", &tmp))?;
     let path = dir.join(file_name(first_seq));
-    fs::rename(&tmp, &path).map_err(io_err("rename spare segment to", &path))?;
-    sync_dir(dir)?;
-    let capacity = file.metadata().map_err(io_err("stat", &path))?.len();
+    disk.rename(&tmp, &path)
+        .map_err(io_err("rename spare segment to", &path))?;
+    sync_dir(disk, dir)?;
+    let capacity = file.size().map_err(io_err("stat", &path))?;
     Ok(Segment {
         first_seq,
         path,
@@ -241,7 +236,10 @@ pub(crate) fn install(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
+
+    use crate::disk::Os;
 
     use super::*;
 
@@ -305,7 +303,7 @@ mod tests {
     #[test]
     fn a_spare_is_zero_filled_with_allocated_blocks_not_sparse() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spare = Spare::new(dir.path(), 256 * 1024);
+        let mut spare = Spare::new(Os::shared(), dir.path(), 256 * 1024);
         spare.start();
         let path = spare.take(0).unwrap().to_path_buf();
         let meta = fs::metadata(&path).unwrap();
@@ -322,8 +320,8 @@ mod tests {
     #[test]
     fn install_renames_the_spare_and_grows_it_for_a_large_record() {
         let dir = tempfile::tempdir().unwrap();
-        let mut spare = Spare::new(dir.path(), 4096);
-        let seg = install(dir.path(), &mut spare, 5, 10_000).unwrap();
+        let mut spare = Spare::new(Os::shared(), dir.path(), 4096);
+        let seg = install(&Os, dir.path(), &mut spare, 5, 10_000).unwrap();
         assert_eq!(seg.capacity, 10_000);
         assert_eq!(seg.path, dir.path().join(file_name(5)));
         assert!(!dir.path().join(SPARE_NAME).exists());
@@ -332,7 +330,7 @@ mod tests {
         assert!(buf[SEGMENT_HEADER..].iter().all(|b| *b == 0));
 
         spare.start();
-        let next = install(dir.path(), &mut spare, 9, 0).unwrap();
+        let next = install(&Os, dir.path(), &mut spare, 9, 0).unwrap();
         assert_eq!(next.capacity, 4096);
     }
 }
