@@ -65,13 +65,25 @@ struct State {
     ops_left: Option<u64>,
     /// Fsyncs of files whose path contains one of these are ignored.
     skip_syncs: Vec<String>,
+    /// The first operation the power cut failed.
+    cut: Option<String>,
+    /// The power goes when an operation of this name begins.
+    cut_on: Option<String>,
 }
 
 impl State {
-    /// Count one operation against the power budget.
-    fn op(&mut self) -> io::Result<()> {
+    /// Count one operation (`what` on `path`) against the power budget.
+    fn op(&mut self, what: &str, path: &Path) -> io::Result<()> {
+        if self.cut_on.as_deref() == Some(what) {
+            self.ops_left = Some(0);
+        }
         match &mut self.ops_left {
-            Some(0) => Err(io::Error::other("power lost")),
+            Some(0) => {
+                if self.cut.is_none() {
+                    self.cut = Some(format!("{what} {}", path.display()));
+                }
+                Err(io::Error::other("power lost"))
+            }
             Some(n) => {
                 *n -= 1;
                 Ok(())
@@ -148,6 +160,17 @@ impl PowerLossDisk {
         self.state().ops_left = Some(n);
     }
 
+    /// Cut the power when the next operation named `what` (`remove`, `rename`, `fsync`, …)
+    /// begins: that operation fails, as every later one.
+    pub fn cut_power_at(&self, what: &str) {
+        self.state().cut_on = Some(what.into());
+    }
+
+    /// The first operation the last power cut failed, e.g. `rename /wal/spare.wal.tmp`.
+    pub fn cut_at(&self) -> Option<String> {
+        self.state().cut.clone()
+    }
+
     /// Whether the power is off.
     pub fn power_lost(&self) -> bool {
         self.state().ops_left == Some(0)
@@ -197,6 +220,8 @@ impl PowerLossDisk {
             inode.durable = out;
         }
         s.ops_left = None;
+        s.cut = None;
+        s.cut_on = None;
     }
 
     /// `path` (created if missing) as a redb file.
@@ -224,7 +249,7 @@ impl PowerLossDisk {
 impl Disk for PowerLossDisk {
     fn open(&self, path: &Path, how: Open) -> io::Result<Box<dyn DiskFile>> {
         let mut s = self.state();
-        s.op()?;
+        s.op("open", path)?;
         let inode = match (s.names.get(path).copied(), how) {
             (Some(i), Open::Create) => {
                 let node = s.inodes.get_mut(&i).expect("a named inode exists");
@@ -256,7 +281,7 @@ impl Disk for PowerLossDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         // Directories are made once, at the start of a test, and never lost.
         let mut s = self.state();
-        s.op()?;
+        s.op("mkdir", dir)?;
         for d in dir.ancestors() {
             s.dirs.insert(d.to_path_buf());
         }
@@ -265,7 +290,7 @@ impl Disk for PowerLossDisk {
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         let mut s = self.state();
-        s.op()?;
+        s.op("list", dir)?;
         if !s.dirs.contains(dir) {
             return Err(not_found(dir));
         }
@@ -278,7 +303,7 @@ impl Disk for PowerLossDisk {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state();
-        s.op()?;
+        s.op("remove", path)?;
         if !s.names.contains_key(path) {
             return Err(not_found(path));
         }
@@ -288,7 +313,7 @@ impl Disk for PowerLossDisk {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.state();
-        s.op()?;
+        s.op("rename", from)?;
         let inode = *s.names.get(from).ok_or_else(|| not_found(from))?;
         s.unlink(from);
         s.link(to, inode);
@@ -297,7 +322,7 @@ impl Disk for PowerLossDisk {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.state();
-        s.op()?;
+        s.op("fsync dir", dir)?;
         if !s.dirs.contains(dir) {
             return Err(not_found(dir));
         }
@@ -321,9 +346,13 @@ pub struct MemFile {
 }
 
 impl MemFile {
-    fn with<T>(&self, f: impl FnOnce(&mut Inode, bool) -> io::Result<T>) -> io::Result<T> {
+    fn with<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Inode, bool) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut s = self.disk.state();
-        s.op()?;
+        s.op(what, &self.path)?;
         let skip = s
             .skip_syncs
             .iter()
@@ -333,7 +362,7 @@ impl MemFile {
     }
 
     fn sync(&self) -> io::Result<()> {
-        self.with(|node, skip| {
+        self.with("fsync", |node, skip| {
             if !skip {
                 node.durable = node.data.clone();
                 node.dirty.clear();
@@ -345,7 +374,7 @@ impl MemFile {
 
 impl DiskFile for MemFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.with(|node, _| {
+        self.with("read", |node, _| {
             let lo = usize::try_from(offset).map_err(io::Error::other)?;
             let hi = lo + buf.len();
             if hi > node.data.len() {
@@ -360,7 +389,7 @@ impl DiskFile for MemFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.with(|node, _| {
+        self.with("write", |node, _| {
             let lo = usize::try_from(offset).map_err(io::Error::other)?;
             let hi = lo + buf.len();
             if node.data.len() < hi {
@@ -375,7 +404,7 @@ impl DiskFile for MemFile {
     }
 
     fn size(&self) -> io::Result<u64> {
-        self.with(|node, _| Ok(node.data.len() as u64))
+        self.with("stat", |node, _| Ok(node.data.len() as u64))
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -397,7 +426,7 @@ impl redb::StorageBackend for MemFile {
     }
 
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
-        self.with(|node, _| {
+        self.with("set_len", |node, _| {
             let len = usize::try_from(len).map_err(io::Error::other)?;
             let old = node.data.len();
             node.data.resize(len, 0);
