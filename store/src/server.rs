@@ -452,11 +452,16 @@ async fn seal_restored_state(raft: Raft) {
 /// Run a member until SIGTERM or Ctrl-C.
 pub async fn run(cfg: ServerConfig) -> Result<()> {
     let server = start(cfg).await?;
-    let removed = watch_removal(server.node.clone());
+    // The two watchers of the Raft metrics run as tasks: the metrics change several times per
+    // write, and a watcher in this future would wake the main thread (parked outside the
+    // runtime's workers) each time, a thread switch per change; here only their end wakes it.
+    let removed = tokio::spawn(watch_removal(server.node.clone()));
+    let stopped = tokio::spawn(raft_stopped(server.node.raft.clone()));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("received shutdown signal"),
         _ = removed => tracing::warn!("this member has been removed from the cluster; stopping"),
-        why = raft_stopped(server.node.raft.clone()) => {
+        why = stopped => {
+            let why = why.unwrap_or_else(|e| format!("its watcher failed: {e}"));
             tracing::error!(error = %why, "the Raft core stopped; exiting");
             return Err(Error::RaftStopped(why));
         }

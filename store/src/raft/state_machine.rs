@@ -1,12 +1,14 @@
 //! The Raft state machine over `state.redb`: applies committed commands through [`crate::mvcc`],
 //! builds and installs snapshots, and serves the read side to the API.
 //!
-//! Each `apply` call is one durable redb write transaction holding the data, the last applied
-//! log id and the membership together, so a crash never separates them.
+//! Each `apply` call is one redb write transaction holding the data, the last applied log id
+//! and the membership together, so a crash never separates them; one in [`DURABLE_EVERY`] is
+//! durable (the Raft log holds the rest). A small non-durable apply runs on the runtime's
+//! thread, the others on the blocking pool.
 
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -74,6 +76,10 @@ pub struct SmShared {
     snap_files: Mutex<()>,
     /// Requests applied since the last snapshot (a batch entry counts each of its requests).
     since_snapshot: std::sync::atomic::AtomicU64,
+    /// Write transactions open outside the apply (a durable flush, a size walk, a
+    /// defragmentation): an apply does not run on the runtime's thread while one is, as it
+    /// would wait there for it.
+    other_writers: AtomicUsize,
 }
 
 impl SmShared {
@@ -130,6 +136,7 @@ impl SmShared {
             max_snapshots: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_SNAPSHOTS),
             snap_files: Mutex::new(()),
             since_snapshot: std::sync::atomic::AtomicU64::new(0),
+            other_writers: AtomicUsize::new(0),
         }))
     }
 
@@ -185,6 +192,7 @@ impl SmShared {
         {
             return v;
         }
+        let _writing = self.other_writer();
         let v = self
             .db()
             .begin_write()
@@ -199,6 +207,7 @@ impl SmShared {
     /// Rewrite the database file without its free pages (etcd's defragment). Blocks this
     /// member's reads and applies meanwhile, as etcd's does.
     pub fn defragment(&self) -> Result<()> {
+        let _writing = self.other_writer();
         let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
         for _ in 0..200 {
             match db.compact() {
@@ -304,6 +313,7 @@ impl SmShared {
     /// Make every earlier commit durable (they are normally not: the Raft log is, and entries
     /// after the last durable commit are applied again at start).
     pub fn flush(&self) -> Result<()> {
+        let _writing = self.other_writer();
         let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
@@ -311,19 +321,41 @@ impl SmShared {
         Ok(())
     }
 
+    /// Count a write transaction outside the apply while the guard lives.
+    fn other_writer(&self) -> OtherWriter<'_> {
+        self.other_writers.fetch_add(1, Ordering::AcqRel);
+        OtherWriter(&self.other_writers)
+    }
+
+    /// Whether an apply may run on the runtime's thread now: no other write transaction and no
+    /// defragmentation is under way, so it will not wait for one.
+    fn apply_inline_ok(&self) -> bool {
+        self.other_writers.load(Ordering::Acquire) == 0 && self.db.try_read().is_ok()
+    }
+
+    /// Whether the next apply is to be durable (and if so, claim it): once per
+    /// [`DURABLE_EVERY`].
+    fn claim_durable(&self) -> bool {
+        let mut last = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= DURABLE_EVERY {
+            *last = std::time::Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    #[cfg(test)]
     pub(super) fn apply_blocking(&self, entries: Vec<Entry>) -> Result<Vec<CommandResponse>> {
+        let durable = self.claim_durable();
+        self.apply_entries(entries, durable)
+    }
+
+    /// Apply `entries` in one write transaction, durable or not.
+    fn apply_entries(&self, entries: Vec<Entry>, durable: bool) -> Result<Vec<CommandResponse>> {
         let mut txn = self.db().begin_write()?;
         // The Raft log is durable; the state machine only needs to be now and then (and before
         // a snapshot lets the log be purged): a crash re-applies the entries after it.
-        let durable = {
-            let mut last = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed() >= DURABLE_EVERY {
-                *last = std::time::Instant::now();
-                true
-            } else {
-                false
-            }
-        };
         if !durable {
             txn.set_durability(Durability::None)?;
         }
@@ -602,6 +634,27 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Io(std::io::Error::other(e)))?
 }
 
+/// Decrements [`SmShared::other_writers`] when dropped.
+struct OtherWriter<'a>(&'a AtomicUsize);
+
+impl Drop for OtherWriter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Requests applied on the runtime's thread at most; an apply of more, or a durable one, goes
+/// to the blocking pool.
+const INLINE_APPLY_MAX: usize = 8;
+
+/// The etcd requests an entry carries.
+fn requests_in(e: &Entry) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(Command::Batch(cmds)) => cmds.len(),
+        _ => 1,
+    }
+}
+
 /// The state machine handed to openraft.
 pub struct StateMachine {
     shared: Arc<SmShared>,
@@ -652,10 +705,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let shared = self.shared.clone();
-        blocking(move || shared.apply_blocking(entries))
-            .await
-            .map_err(|e| sto_err(StorageIOError::write_state_machine, e))
+        let durable = self.shared.claim_durable();
+        let requests: usize = entries.iter().map(requests_in).sum();
+        let res = if durable || requests > INLINE_APPLY_MAX || !self.shared.apply_inline_ok() {
+            let shared = self.shared.clone();
+            blocking(move || shared.apply_entries(entries, durable)).await
+        } else {
+            // A non-durable commit of a few requests takes about 0.1 ms: done on this task's
+            // thread, not handed to the blocking pool and back (two thread switches, on an idle
+            // member as much CPU as the apply itself).
+            self.shared.apply_entries(entries, false)
+        };
+        res.map_err(|e| sto_err(StorageIOError::write_state_machine, e))
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
