@@ -8,9 +8,10 @@
 //! under load the per-entry cost is shared by the whole batch. Each request in a batch is still
 //! applied as its own etcd request, with its own revision.
 //!
-//! A request that finds nothing queued and a slot free goes to Raft from its own task: through
-//! the proposer's task it would cost two task hand-offs on the way in and one on the way out,
-//! each a thread switch on an idle member (see `results/bench/profile/PROFILE.md`).
+//! A request that finds the proposer idle (nothing queued, no entry in flight) goes to Raft from
+//! its own task: through the proposer's task it would cost two task hand-offs on the way in and
+//! one on the way out, each a thread switch on an idle member (see
+//! `results/bench/profile/PROFILE.md`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,7 +138,10 @@ impl Proposer {
 
     /// Propose `cmd` and wait until it is applied (or refused).
     pub async fn write(&self, cmd: Command) -> ProposeResult {
-        if self.queued.load(Ordering::Acquire) == 0
+        // Only when idle: under load, a request that took a freed slot alone would not join the
+        // batch that queues behind it, and more, smaller entries cost more than the hops.
+        if self.idle()
+            && self.queued.load(Ordering::Acquire) == 0
             && !*self.quiet.borrow()
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
