@@ -324,20 +324,23 @@ fn acknowledged_writes_survive_power_loss_and_nothing_is_half_applied() {
     }
 }
 
+/// Whether some run fails its checks when the fsyncs of files matching `pattern` do nothing.
+fn caught_without_fsyncs_of(pattern: &str) -> bool {
+    (0..6).any(|seed| run(seed, 25, |d| d.skip_syncs(pattern)).is_err())
+}
+
 #[test]
 fn a_wal_without_its_fsync_fails_the_power_loss_check() {
-    let failed = (0..6).any(|seed| run(seed, 25, |d| d.skip_syncs(".wal")).is_err());
     assert!(
-        failed,
+        caught_without_fsyncs_of(".wal"),
         "no run noticed that the WAL's appends were never fsynced"
     );
 }
 
 #[test]
 fn a_state_machine_without_its_fsync_fails_the_power_loss_check() {
-    let failed = (0..6).any(|seed| run(seed, 25, |d| d.skip_syncs("state.redb")).is_err());
     assert!(
-        failed,
+        caught_without_fsyncs_of("state.redb"),
         "no run noticed that the state machine was never made durable"
     );
 }
