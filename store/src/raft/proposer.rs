@@ -195,13 +195,21 @@ async fn run(ctx: Ctx, mut rx: Queue, mut quiet: watch::Receiver<bool>, slots: A
                 None => return,
             },
         };
-        // Wait for a free slot first: whatever arrives meanwhile joins this batch.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
+        // Wait while leadership is handed over, then for a free slot: whatever arrives
+        // meanwhile joins this batch. A request held during a handover takes no slot, so the
+        // handover, which waits until no entry is in flight, is not held up by it (it was: the
+        // slot made the proposer look busy until the handover's catch-up deadline, a second).
+        let slot = loop {
+            if quiet.wait_for(|q| !*q).await.is_err() {
+                return;
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            if !*quiet.borrow() {
+                break slot;
+            }
         };
-        if quiet.wait_for(|q| !*q).await.is_err() {
-            return;
-        }
         let mut bytes = first.size;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
