@@ -178,7 +178,8 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)?.sync_all()?;
+    use crate::disk::Disk;
+    crate::disk::Os.sync_dir(dir)?;
     Ok(())
 }
 
