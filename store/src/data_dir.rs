@@ -4,7 +4,7 @@
 //! `<data-dir>/member/` holds:
 //! - `LOCK`: locked (flock) by the process that uses the directory, before anything else is
 //!   read or written, so that a second kvstore on the same directory stops at once;
-//! - `format`: the format version, as text (`2`); written before anything else of a new
+//! - `format`: the format version, as text (`3`); written before anything else of a new
 //!   directory, and last by a migration;
 //! - `identity`: who this directory belongs to ([`Identity`], bincode), written atomically
 //!   (temporary file, fsync, rename, fsync of the directory);
@@ -19,8 +19,12 @@
 //! under a temporary name (byte for byte: the encodings did not change), which is synced and
 //! renamed into place; then the identity and the format are written, and `raft.redb` is
 //! replaced by the note last. A crash at any point leaves `raft.redb` intact until the format
-//! says 2, so the next start migrates again from scratch. A directory of a newer format is
-//! refused.
+//! says 2, so the next start migrates again from scratch.
+//!
+//! Format 2 kept a copy of every live value in the state machine's history table. A format-2
+//! directory is migrated at start by dropping those copies from `state.redb` in one redb
+//! transaction, then stamping format 3; the migration is idempotent, so a crash before the
+//! stamp only repeats it. A directory of a newer format is refused.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,7 +41,13 @@ use crate::raft::typ::LogId;
 use crate::raft::wal::{Record, Wal, WalOptions};
 
 /// The format this kvstore writes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
+
+/// Format 2: the WAL, with a state machine that stored each live value twice.
+const V2: u32 = 2;
+
+/// The state machine's database in a member directory.
+const STATE_DB: &str = "state.redb";
 
 const FORMAT_FILE: &str = "format";
 const IDENTITY_FILE: &str = "identity";
@@ -96,13 +106,16 @@ pub fn lock(member: &Path) -> Result<DirLock> {
 }
 
 /// Make the locked `member` a directory of the current format: stamp it when new, migrate it
-/// when of format 1, refuse it when of a format this kvstore does not know.
+/// when of format 1 or 2, refuse it when of a format this kvstore does not know.
 pub fn prepare(member: &Path, _lock: &DirLock) -> Result<()> {
     match read_format(member)? {
-        Some(FORMAT) => {
-            // A migration that stopped after stamping the format leaves the old database.
+        Some(format @ (V2 | FORMAT)) => {
+            // A migration that stopped after stamping format 2 leaves the old database.
             if !is_note(&member.join(V1_RAFT_DB))? {
                 write_atomic(member, V1_RAFT_DB, V1_NOTE)?;
+            }
+            if format == V2 {
+                migrate_v2(member)?;
             }
             Ok(())
         }
@@ -115,14 +128,30 @@ pub fn prepare(member: &Path, _lock: &DirLock) -> Result<()> {
         None if member.join(V1_RAFT_DB).exists() && !is_note(&member.join(V1_RAFT_DB))? => {
             tracing::info!(dir = %member.display(), "migrating the data dir from format 1 (raft.redb) to 2 (WAL)");
             migrate_v1(member)?;
-            tracing::info!(dir = %member.display(), "data dir migrated to format 2");
-            Ok(())
+            migrate_v2(member)
         }
         None => {
             write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes())?;
             write_atomic(member, V1_RAFT_DB, V1_NOTE)
         }
     }
+}
+
+/// Drop the history copies of live values from a format-2 directory's `state.redb` (one
+/// durable redb transaction, so a crash leaves it as it was or done), then stamp format 3.
+fn migrate_v2(member: &Path) -> Result<()> {
+    let path = member.join(STATE_DB);
+    if path.exists() {
+        let db = redb::Database::open(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
+            other => other.into(),
+        })?;
+        let txn = db.begin_write()?;
+        let dropped = crate::mvcc::migrate::drop_live_copies(&txn)?;
+        txn.commit()?;
+        tracing::info!(dir = %member.display(), dropped, "data dir migrated to format 3: each value stored once");
+    }
+    write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes())
 }
 
 /// The contents of `path`, or `None` when there is no such file.
@@ -183,8 +212,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copy a format-1 directory's `raft.redb` into a WAL and the identity file, then stamp the
-/// format and remove `raft.redb`.
+/// Copy a format-1 directory's `raft.redb` into a WAL and the identity file, then stamp
+/// format 2 and remove `raft.redb`.
 fn migrate_v1(member: &Path) -> Result<()> {
     let wal_dir = member.join(WAL_DIR);
     let tmp = member.join(format!("{WAL_DIR}.migrating"));
@@ -249,7 +278,7 @@ fn migrate_v1(member: &Path) -> Result<()> {
     if let Some(identity) = identity {
         write_atomic(member, IDENTITY_FILE, &identity)?;
     }
-    write_atomic(member, FORMAT_FILE, format!("{FORMAT}\n").as_bytes())?;
+    write_atomic(member, FORMAT_FILE, format!("{V2}\n").as_bytes())?;
     drop(txn);
     drop(db);
     write_atomic(member, V1_RAFT_DB, V1_NOTE)
@@ -356,7 +385,7 @@ mod tests {
         let lock = lock(dir.path()).unwrap();
         prepare(dir.path(), &lock).unwrap();
         check_migrated(dir.path()).await;
-        // A second start finds format 2 and changes nothing.
+        // A second start finds the current format and changes nothing.
         prepare(dir.path(), &lock).unwrap();
         check_migrated(dir.path()).await;
     }
@@ -388,17 +417,68 @@ mod tests {
         assert!(is_note(&member.join(V1_RAFT_DB)).unwrap());
         assert_eq!(
             std::fs::read_to_string(member.join(FORMAT_FILE)).unwrap(),
-            "2\n"
+            "3\n"
         );
-        std::fs::write(member.join(FORMAT_FILE), "3\n").unwrap();
+        std::fs::write(member.join(FORMAT_FILE), "4\n").unwrap();
         let e = prepare(&member, &lock).unwrap_err().to_string();
         assert!(
-            e.contains("has format 3, which this kvstore (format 2) cannot read"),
+            e.contains("has format 4, which this kvstore (format 3) cannot read"),
             "{e}"
         );
         std::fs::write(member.join(FORMAT_FILE), "two").unwrap();
         let e = prepare(&member, &lock).unwrap_err().to_string();
         assert!(e.contains("not a format version"), "{e}");
+    }
+
+    #[test]
+    fn a_format_2_dir_drops_its_copies_of_live_values_at_start() {
+        use crate::mvcc::tables::{KV_HISTORY, KV_LATEST};
+        let dir = tempfile::tempdir().unwrap();
+        let member = dir.path().join("member");
+        let lock = lock(&member).unwrap();
+        prepare(&member, &lock).unwrap();
+        let db = redb::Database::create(member.join(STATE_DB)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut s = crate::mvcc::write::Store::open(&txn).unwrap();
+            for (k, v) in [("a", "1"), ("a", "2"), ("b", "1")] {
+                s.put(&crate::pb::PutRequest {
+                    key: k.into(),
+                    value: v.into(),
+                    ..Default::default()
+                })
+                .unwrap();
+                s.finish_request().unwrap();
+            }
+        }
+        {
+            // As format 2 kept them: a history row for each live version too.
+            let latest = txn.open_table(KV_LATEST).unwrap();
+            let mut history = txn.open_table(KV_HISTORY).unwrap();
+            for item in latest.iter().unwrap() {
+                let (k, v) = item.unwrap();
+                let rev = crate::mvcc::tables::decode_kv(v.value())
+                    .unwrap()
+                    .mod_revision;
+                history.insert((k.value(), rev as u64), v.value()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let rows = || {
+            let db = redb::Database::open(member.join(STATE_DB)).unwrap();
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(KV_HISTORY).unwrap();
+            table.iter().unwrap().count()
+        };
+        assert_eq!(rows(), 3);
+        std::fs::write(member.join(FORMAT_FILE), "2\n").unwrap();
+        prepare(&member, &lock).unwrap();
+        assert_eq!(read_format(&member).unwrap(), Some(FORMAT));
+        // Only the superseded a=1 is left in history.
+        assert_eq!(rows(), 1);
+        prepare(&member, &lock).unwrap();
+        assert_eq!(rows(), 1);
     }
 
     #[test]

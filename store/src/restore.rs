@@ -245,10 +245,10 @@ pub fn restore(opts: &RestoreOptions) -> Result<RestoreSummary> {
         crate::data_dir::prepare(&dir, &lock)?;
         let sm = SmShared::open(&dir)?;
         let mut r = BufReader::new(std::fs::File::open(&opts.snapshot)?);
-        read_header(&mut r)?;
+        let header = read_header(&mut r)?;
         let txn = sm.begin_write()?;
         clear_tables(&txn)?;
-        load_records(&txn, &mut r)?;
+        load_records(&txn, &header, &mut r)?;
         // The new cluster has none of the old one's members, alarms or pending promotions.
         txn.open_table(MEMBERS)?.retain(|_, _| false)?;
         txn.open_table(ALARMS)?.retain(|_, _| false)?;

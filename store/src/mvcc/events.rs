@@ -1,5 +1,5 @@
-//! Events from history: the changes between two revisions, rebuilt from `REV_INDEX` and
-//! `KV_HISTORY`, for watchers that start in the past or fell behind.
+//! Events from history: the changes between two revisions, rebuilt from `REV_INDEX`,
+//! `KV_HISTORY` and `KV_LATEST`, for watchers that start in the past or fell behind.
 
 use redb::ReadTransaction;
 
@@ -20,6 +20,7 @@ pub fn events_between(
 ) -> Result<(Vec<Event>, i64)> {
     let index = txn.open_table(REV_INDEX)?;
     let history = txn.open_table(KV_HISTORY)?;
+    let latest = txn.open_table(KV_LATEST)?;
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut scanned = from - 1;
@@ -37,10 +38,17 @@ pub fn events_between(
         if !wanted(key) {
             continue;
         }
-        let Some(rec) = history.get((key, rev as u64))? else {
-            continue;
+        // The version written at `rev`: in history once superseded, else the live one.
+        let kv = match history.get((key, rev as u64))? {
+            Some(rec) => decode_kv(rec.value())?,
+            None => match latest.get(key)? {
+                Some(rec) => decode_kv(rec.value())?,
+                None => continue,
+            },
         };
-        let kv = decode_kv(rec.value())?;
+        if kv.mod_revision != rev {
+            continue;
+        }
         let prev = history
             .range((key, 0u64)..(key, rev as u64))?
             .next_back()

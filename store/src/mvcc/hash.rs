@@ -2,7 +2,8 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::read::Revs;
+use super::Span;
+use super::read::{Revs, Versions};
 use super::tables::*;
 use crate::error::Result;
 
@@ -11,16 +12,18 @@ use crate::error::Result;
 pub fn hash_kv(txn: &ReadTransaction, revs: Revs, rev: i64) -> Result<(u32, i64)> {
     let rev = revs.resolve(rev)?;
     let history = txn.open_table(KV_HISTORY)?;
+    let latest = txn.open_table(KV_LATEST)?;
     let mut crc = 0u32;
-    for item in history.iter()? {
-        let (k, v) = item?;
-        let (key, r) = k.value();
-        if r as i64 > rev {
+    // Every version in (key, revision) order, wherever it is stored: the digest depends on the
+    // versions only, not on the layout of the tables.
+    for v in Versions::new(&latest, &history, &Span::new(&[0], &[0]))? {
+        let v = v?;
+        if v.rev as i64 > rev {
             continue;
         }
-        crc = crc32c::crc32c_append(crc, key);
-        crc = crc32c::crc32c_append(crc, &r.to_be_bytes());
-        crc = crc32c::crc32c_append(crc, v.value());
+        crc = crc32c::crc32c_append(crc, &v.key);
+        crc = crc32c::crc32c_append(crc, &v.rev.to_be_bytes());
+        crc = crc32c::crc32c_append(crc, &v.bytes);
     }
     Ok((crc, rev))
 }

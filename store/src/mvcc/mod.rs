@@ -10,10 +10,13 @@
 //! - [`write`]: [`write::Store`], applying puts, deletes, txns, compactions and leases inside one
 //!   redb write transaction;
 //! - [`txn`]: txn validation and compare evaluation;
-//! - [`hash`]: `Hash` and `HashKV`.
+//! - [`hash`]: `Hash` and `HashKV`;
+//! - [`events`]: the changes between two revisions, for watchers that start in the past;
+//! - [`migrate`]: layout changes between data formats.
 
 pub mod events;
 pub mod hash;
+pub mod migrate;
 pub mod read;
 pub mod tables;
 pub mod txn;

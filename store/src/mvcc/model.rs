@@ -7,10 +7,13 @@ use proptest::prelude::*;
 use redb::{Database, Durability, ReadableDatabase};
 
 use super::Span;
+use super::events::events_between;
+use super::hash::hash_kv;
 use super::read::{self, Revs};
 use super::tables::*;
 use super::write::Store;
 use crate::error::{Error, EtcdError};
+use crate::pb::mvccpb::{Event, event::EventType};
 use crate::pb::{
     Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest,
     compare, request_op,
@@ -92,6 +95,70 @@ impl Model {
                     .and_then(|(_, kv)| kv.clone())
             })
             .collect())
+    }
+
+    /// The versions a store keeps after the compactions so far, in (key, revision) order, as
+    /// (key, revision, record) with tombstones as etcd writes them.
+    fn kept(&self) -> Vec<(Vec<u8>, i64, KeyValue)> {
+        let mut out = Vec::new();
+        for (k, vs) in &self.versions {
+            let newest_compacted = vs.iter().rposition(|(r, _)| *r <= self.compact);
+            for (i, (r, kv)) in vs.iter().enumerate() {
+                if *r <= self.compact {
+                    // Of the compacted versions only the newest stays, if live or at the point.
+                    let keep = Some(i) == newest_compacted && (kv.is_some() || *r == self.compact);
+                    if !keep {
+                        continue;
+                    }
+                }
+                let record = kv.clone().unwrap_or_else(|| KeyValue {
+                    key: k.clone(),
+                    mod_revision: *r,
+                    ..Default::default()
+                });
+                out.push((k.clone(), *r, record));
+            }
+        }
+        out
+    }
+
+    /// `HashKV` at the current revision over [`Self::kept`].
+    fn hash(&self) -> u32 {
+        let mut crc = 0u32;
+        for (k, r, kv) in self.kept() {
+            crc = crc32c::crc32c_append(crc, &k);
+            crc = crc32c::crc32c_append(crc, &(r as u64).to_be_bytes());
+            crc = crc32c::crc32c_append(crc, &encode_kv(&kv));
+        }
+        crc
+    }
+
+    /// The events of revisions `from..=self.rev`, in (revision, key) order (the order of
+    /// sub-revisions in the operations the tests make).
+    fn events(&self, from: i64) -> Vec<Event> {
+        let kept = self.kept();
+        let mut out: Vec<(i64, Vec<u8>, Event)> = Vec::new();
+        for (i, (k, r, kv)) in kept.iter().enumerate() {
+            if *r < from {
+                continue;
+            }
+            let prev = (i > 0 && kept[i - 1].0 == *k)
+                .then(|| kept[i - 1].2.clone())
+                .filter(|p| p.version > 0);
+            let r#type = if kv.version > 0 {
+                EventType::Put
+            } else {
+                EventType::Delete
+            };
+            let event = Event {
+                r#type: r#type as i32,
+                kv: Some(kv.clone()),
+                prev_kv: prev,
+            };
+            out.push((*r, k.clone(), event));
+        }
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out.into_iter().map(|(_, _, e)| e).collect()
     }
 }
 
@@ -284,6 +351,20 @@ fn run(ops: Vec<Op>) {
             read_all(&db, m.rev + 1).map(|_| ()),
             Err(EtcdError::FutureRev)
         );
+        // The digest and the replayed events depend on the versions alone.
+        let txn = db.begin_read().unwrap();
+        let revs = Revs {
+            current: m.rev,
+            compact: m.compact,
+        };
+        assert_eq!(
+            hash_kv(&txn, revs, 0).unwrap().0,
+            m.hash(),
+            "HashKV after {op:?}"
+        );
+        let from = m.compact + 1;
+        let (events, _) = events_between(&txn, from, m.rev, usize::MAX, &|_| true).unwrap();
+        assert_eq!(events, m.events(from), "events from {from} after {op:?}");
     }
 }
 

@@ -69,7 +69,7 @@ pub fn range(
     let (mut kvs, count) = if rev == revs.current {
         scan_latest(latest, &span, keep)?
     } else {
-        scan_history(history, &span, rev, keep)?
+        scan_history(latest, history, &span, rev, keep)?
     };
     if filtered {
         kvs.retain(|kv| {
@@ -166,6 +166,7 @@ pub fn scan_latest(
 
 /// Keys in `span` as they were at revision `rev`: up to `keep` decoded, and the total count.
 pub fn scan_history(
+    latest: &impl LatestTable,
     history: &impl HistoryTable,
     span: &Span,
     rev: i64,
@@ -174,62 +175,185 @@ pub fn scan_history(
     let rev = rev as u64;
     let mut out = Vec::new();
     let mut count = 0;
-    match span {
-        Span::Single(key) => {
-            let k = key.as_slice();
-            if let Some(item) = history.range((k, 0u64)..=(k, rev))?.next_back() {
-                let (_, v) = item?;
-                let kv = decode_kv(v.value())?;
-                if kv.version > 0 {
-                    count = 1;
-                    if keep > 0 {
-                        out.push(kv);
-                    }
-                }
+    let mut take = |kv: KeyValue, out: &mut Vec<KeyValue>| {
+        if kv.version > 0 {
+            count += 1;
+            if out.len() < keep {
+                out.push(kv);
             }
         }
-        Span::Range { start, end } => {
-            let lo = Bound::Included((start.as_slice(), 0u64));
-            let hi = match end {
-                Bound::Excluded(e) => Bound::Excluded((e.as_slice(), 0u64)),
-                _ => Bound::Unbounded,
-            };
-            // Walk versions in (key, revision) order; remember the newest version of the
-            // current key that is not after `rev`.
-            let mut current: Option<(Vec<u8>, Option<Vec<u8>>)> = None;
-            let flush = |cur: Option<(Vec<u8>, Option<Vec<u8>>)>,
-                         out: &mut Vec<KeyValue>,
-                         count: &mut usize|
-             -> Result<()> {
-                if let Some((_, Some(bytes))) = cur {
-                    let kv = decode_kv(&bytes)?;
-                    if kv.version > 0 {
-                        *count += 1;
-                        if out.len() < keep {
-                            out.push(kv);
-                        }
-                    }
+    };
+    match span {
+        Span::Single(key) => {
+            if let Some(kv) = version_at(latest, history, key, rev)? {
+                take(kv, &mut out);
+            }
+        }
+        Span::Range { .. } => {
+            // Versions come in (key, revision) order: the newest one of each key that is not
+            // after `rev` is what the key was at `rev`.
+            let mut current: Option<Version> = None;
+            for v in Versions::new(latest, history, span)? {
+                let v = v?;
+                if current.as_ref().is_some_and(|c| c.key != v.key) {
+                    take(current.take().expect("checked").decode()?, &mut out);
                 }
-                Ok(())
-            };
-            for item in history.range((lo, hi))? {
-                let (k, v) = item?;
-                let (key, r) = k.value();
-                let same = current.as_ref().is_some_and(|(ck, _)| ck.as_slice() == key);
-                if !same {
-                    flush(current.take(), &mut out, &mut count)?;
-                    current = Some((key.to_vec(), None));
-                }
-                if r <= rev
-                    && let Some((_, slot)) = current.as_mut()
-                {
-                    *slot = Some(v.value().to_vec());
+                if v.rev <= rev {
+                    current = Some(v);
                 }
             }
-            flush(current.take(), &mut out, &mut count)?;
+            if let Some(c) = current {
+                take(c.decode()?, &mut out);
+            }
         }
     }
     Ok((out, count))
+}
+
+/// The record of `key` at revision `rev` (a tombstone has `version == 0`), if it had one.
+pub fn version_at(
+    latest: &impl LatestTable,
+    history: &impl HistoryTable,
+    key: &[u8],
+    rev: u64,
+) -> Result<Option<KeyValue>> {
+    if let Some(v) = latest.get(key)? {
+        let kv = decode_kv(v.value())?;
+        if kv.mod_revision as u64 <= rev {
+            return Ok(Some(kv));
+        }
+    }
+    history
+        .range((key, 0u64)..=(key, rev))?
+        .next_back()
+        .transpose()?
+        .map(|(_, v)| decode_kv(v.value()))
+        .transpose()
+}
+
+/// One version of a key: its mod revision and its encoded `KeyValue`.
+#[derive(Debug)]
+pub struct Version {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its mod revision.
+    pub rev: u64,
+    /// The encoded record (`version == 0`: a tombstone).
+    pub bytes: Vec<u8>,
+}
+
+impl Version {
+    /// The decoded record.
+    pub fn decode(&self) -> Result<KeyValue> {
+        decode_kv(&self.bytes)
+    }
+}
+
+/// Every version of the keys in a span, in (key, revision) order: the superseded ones and
+/// tombstones from `KV_HISTORY`, merged with the live one from `KV_LATEST` (each value is
+/// stored once: a live version is in `KV_LATEST` only, and moves to `KV_HISTORY` when a
+/// later write supersedes it).
+pub struct Versions<'a> {
+    latest: redb::Range<'a, &'static [u8], &'static [u8]>,
+    history: redb::Range<'a, (&'static [u8], u64), &'static [u8]>,
+    next_latest: Option<Version>,
+    next_history: Option<Version>,
+}
+
+impl<'a> Versions<'a> {
+    /// The versions of the keys in `span`.
+    pub fn new(
+        latest: &'a impl LatestTable,
+        history: &'a impl HistoryTable,
+        span: &Span,
+    ) -> Result<Self> {
+        let (start, end) = match span {
+            Span::Single(k) => (k.as_slice(), Bound::Included(k.as_slice())),
+            Span::Range { start, end } => (
+                start.as_slice(),
+                match end {
+                    Bound::Excluded(e) => Bound::Excluded(e.as_slice()),
+                    _ => Bound::Unbounded,
+                },
+            ),
+        };
+        let history_end = match end {
+            Bound::Included(k) => Bound::Included((k, u64::MAX)),
+            Bound::Excluded(k) => Bound::Excluded((k, 0u64)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut versions = Versions {
+            latest: latest.range::<&[u8]>((Bound::Included(start), end))?,
+            history: history.range((Bound::Included((start, 0u64)), history_end))?,
+            next_latest: None,
+            next_history: None,
+        };
+        versions.next_latest = versions.pull_latest()?;
+        versions.next_history = versions.pull_history()?;
+        Ok(versions)
+    }
+
+    fn pull_latest(&mut self) -> Result<Option<Version>> {
+        let Some(item) = self.latest.next() else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        let rev = decode_kv(v.value())?.mod_revision as u64;
+        Ok(Some(Version {
+            key: k.value().to_vec(),
+            rev,
+            bytes: v.value().to_vec(),
+        }))
+    }
+
+    fn pull_history(&mut self) -> Result<Option<Version>> {
+        let Some(item) = self.history.next() else {
+            return Ok(None);
+        };
+        let (k, v) = item?;
+        let (key, rev) = k.value();
+        Ok(Some(Version {
+            key: key.to_vec(),
+            rev,
+            bytes: v.value().to_vec(),
+        }))
+    }
+
+    fn step(&mut self) -> Result<Option<Version>> {
+        loop {
+            let from_history = match (&self.next_latest, &self.next_history) {
+                (None, None) => return Ok(None),
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(l), Some(h)) => {
+                    match (h.key.as_slice(), h.rev).cmp(&(l.key.as_slice(), l.rev)) {
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Greater => false,
+                        std::cmp::Ordering::Equal => {
+                            // A copy of the live version (as stores before format 3 kept one).
+                            self.next_history = self.pull_history()?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            return if from_history {
+                let next = self.pull_history()?;
+                Ok(std::mem::replace(&mut self.next_history, next))
+            } else {
+                let next = self.pull_latest()?;
+                Ok(std::mem::replace(&mut self.next_latest, next))
+            };
+        }
+    }
+}
+
+impl Iterator for Versions<'_> {
+    type Item = Result<Version>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step().transpose()
+    }
 }
 
 /// The live record of one key at the current revision.

@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::pb::KeyValue;
 
-/// Live keys at the current revision: key → encoded `KeyValue`.
+/// Live keys at the current revision: key → encoded `KeyValue`. A live version is stored here
+/// only (since data format 3), and moves to `KV_HISTORY` when a write supersedes it.
 pub const KV_LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv_latest");
-/// Every version of every key: (key, mod revision) → encoded `KeyValue`; `version == 0` marks a
-/// tombstone.
+/// Superseded versions and tombstones: (key, mod revision) → encoded `KeyValue`;
+/// `version == 0` marks a tombstone. [`crate::mvcc::read::Versions`] merges them with
+/// `KV_LATEST` into every version of a key.
 pub const KV_HISTORY: TableDefinition<(&[u8], u64), &[u8]> = TableDefinition::new("kv_history");
 /// Which key changed at which (revision, sub-revision): feeds watch replay and compaction.
 pub const REV_INDEX: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("rev_index");

@@ -8,7 +8,7 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::Span;
-use super::read::{self, Revs, get_latest};
+use super::read::{self, Revs, Version, Versions, get_latest};
 use super::tables::*;
 use super::txn::compare_holds;
 use crate::error::{EtcdError, Result};
@@ -153,9 +153,13 @@ impl<'t> Store<'t> {
             lease,
         };
         let bytes = encode_kv(&kv);
-        self.latest.insert(req.key.as_slice(), bytes.as_slice())?;
-        self.history
-            .insert((req.key.as_slice(), rev as u64), bytes.as_slice())?;
+        // The superseded version moves to history; the live one is stored in KV_LATEST only.
+        if let Some(old) = self.latest.insert(req.key.as_slice(), bytes.as_slice())?
+            && let Some(p) = &prev
+        {
+            self.history
+                .insert((req.key.as_slice(), p.mod_revision as u64), old.value())?;
+        }
         self.rev_index
             .insert((rev as u64, sub), req.key.as_slice())?;
         let old_lease = prev.as_ref().map_or(0, |p| p.lease);
@@ -200,7 +204,10 @@ impl<'t> Store<'t> {
             mod_revision: rev,
             ..Default::default()
         };
-        self.latest.remove(prev.key.as_slice())?;
+        if let Some(old) = self.latest.remove(prev.key.as_slice())? {
+            self.history
+                .insert((prev.key.as_slice(), prev.mod_revision as u64), old.value())?;
+        }
         self.history.insert(
             (prev.key.as_slice(), rev as u64),
             encode_kv(&tomb).as_slice(),
@@ -294,34 +301,29 @@ impl<'t> Store<'t> {
         }
         let at = rev as u64;
         // For each key keep the newest version at or below `rev` when it is live (or is the
-        // tombstone written exactly at `rev`, which watchers starting there still replay).
+        // tombstone written exactly at `rev`, which watchers starting there still replay), and
+        // every version after `rev`. A live version in KV_LATEST is never removed.
         let mut doomed: Vec<(Vec<u8>, u64)> = Vec::new();
-        let mut group: Vec<(u64, bool)> = Vec::new();
-        let mut group_key: Vec<u8> = Vec::new();
-        let mut close = |key: &[u8], group: &mut Vec<(u64, bool)>| {
-            if let Some(&(last, live)) = group.last() {
-                let keep_last = live || last == at;
-                let n = if keep_last {
-                    group.len() - 1
-                } else {
-                    group.len()
-                };
-                doomed.extend(group[..n].iter().map(|(r, _)| (key.to_vec(), *r)));
+        let mut group: Vec<Version> = Vec::new();
+        let mut close = |group: &mut Vec<Version>| -> Result<()> {
+            if let Some(last) = group.last() {
+                let keep_last = last.rev == at || last.decode()?.version > 0;
+                let n = group.len() - usize::from(keep_last);
+                doomed.extend(group.drain(..n).map(|v| (v.key, v.rev)));
             }
             group.clear();
+            Ok(())
         };
-        for item in self.history.iter()? {
-            let (k, v) = item?;
-            let (key, r) = k.value();
-            if key != group_key.as_slice() {
-                close(&group_key, &mut group);
-                group_key = key.to_vec();
+        for v in Versions::new(&self.latest, &self.history, &Span::new(&[0], &[0]))? {
+            let v = v?;
+            if group.first().is_some_and(|g| g.key != v.key) {
+                close(&mut group)?;
             }
-            if r <= at {
-                group.push((r, decode_kv(v.value())?.version > 0));
+            if v.rev <= at {
+                group.push(v);
             }
         }
-        close(&group_key, &mut group);
+        close(&mut group)?;
         for (key, r) in &doomed {
             self.history.remove((key.as_slice(), *r))?;
         }

@@ -1,10 +1,14 @@
 //! The snapshot file format: a dump of the state machine tables taken from one redb read
 //! transaction, written and read as a stream so no snapshot is ever held whole in memory.
 //!
-//! Layout: the magic `KVSNAP01`, then frames of `[u32 length][bincode Record]`, ending with
+//! Layout: the magic `KVSNAP02`, then frames of `[u32 length][bincode Record]`, ending with
 //! `Record::End`. The first record is the header (the raft snapshot metadata, if any).
 //! Raft uses these files to catch up members; `Maintenance.Snapshot` streams the same bytes
 //! (padded and followed by a SHA-256, as etcdctl expects) and `kvctl snapshot restore` reads them.
+//!
+//! `KVSNAP01` files (kvstore before data format 3) are read too: their history repeats every
+//! live version, and those copies are dropped while loading. Releases before format 3 refuse
+//! `KVSNAP02` files (bad magic) rather than misread them.
 
 use std::io::{Read, Write};
 
@@ -14,8 +18,20 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::mvcc::tables::*;
 
-/// First bytes of every snapshot.
-pub const MAGIC: &[u8; 8] = b"KVSNAP01";
+/// First bytes of every snapshot written now.
+pub const MAGIC: &[u8; 8] = b"KVSNAP02";
+
+/// First bytes of a snapshot whose history repeats each live version.
+const MAGIC_V1: &[u8; 8] = b"KVSNAP01";
+
+/// What [`read_header`] found at the start of a snapshot.
+#[derive(Debug)]
+pub struct Header {
+    /// The Raft snapshot metadata (bincode `SnapshotMeta`), empty for client snapshots.
+    pub meta: Vec<u8>,
+    /// A `KVSNAP01` file: its history holds a copy of every live version.
+    live_copies: bool,
+}
 
 /// One frame of a snapshot.
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,17 +131,21 @@ pub fn write_snapshot(txn: &ReadTransaction, header: Vec<u8>, w: &mut impl Write
 }
 
 /// Read the magic and the header of a snapshot.
-pub fn read_header(r: &mut impl Read) -> Result<Vec<u8>> {
+pub fn read_header(r: &mut impl Read) -> Result<Header> {
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(Error::decode(
-            "snapshot",
-            "not a kvstore snapshot (bad magic)",
-        ));
-    }
+    let live_copies = match &magic {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V1 => true,
+        _ => {
+            return Err(Error::decode(
+                "snapshot",
+                "not a kvstore snapshot (bad magic)",
+            ));
+        }
+    };
     match read_record(r)? {
-        Record::Header(h) => Ok(h),
+        Record::Header(meta) => Ok(Header { meta, live_copies }),
         _ => Err(Error::decode("snapshot", "missing header")),
     }
 }
@@ -143,8 +163,8 @@ pub fn clear_tables(txn: &WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-/// Load the records after the header into the (cleared) tables of `txn`.
-pub fn load_records(txn: &WriteTransaction, r: &mut impl Read) -> Result<()> {
+/// Load the records after `header` into the (cleared) tables of `txn`.
+pub fn load_records(txn: &WriteTransaction, header: &Header, r: &mut impl Read) -> Result<()> {
     let mut latest = txn.open_table(KV_LATEST)?;
     let mut history = txn.open_table(KV_HISTORY)?;
     let mut rev_index = txn.open_table(REV_INDEX)?;
@@ -160,7 +180,14 @@ pub fn load_records(txn: &WriteTransaction, r: &mut impl Read) -> Result<()> {
                 latest.insert(k.as_slice(), v.as_slice())?;
             }
             Record::History(k, rev, v) => {
-                history.insert((k.as_slice(), rev), v.as_slice())?;
+                // Live versions come before history in every snapshot.
+                let copy = header.live_copies
+                    && latest
+                        .get(k.as_slice())?
+                        .is_some_and(|l| l.value() == v.as_slice());
+                if !copy {
+                    history.insert((k.as_slice(), rev), v.as_slice())?;
+                }
             }
             Record::RevIndex(rev, sub, k) => {
                 rev_index.insert((rev, sub), k.as_slice())?;

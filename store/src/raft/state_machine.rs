@@ -491,10 +491,10 @@ impl SmShared {
 
     fn install_blocking(&self, meta: SnapshotMeta, file: std::fs::File) -> Result<()> {
         let mut r = BufReader::new(file);
-        read_header(&mut r)?;
+        let header = read_header(&mut r)?;
         let txn = self.db().begin_write()?;
         clear_tables(&txn)?;
-        load_records(&txn, &mut r)?;
+        load_records(&txn, &header, &mut r)?;
         let (rev, compact) = {
             let mut store = Store::open(&txn)?;
             store.set_meta(META_LAST_APPLIED, &encode(&meta.last_log_id))?;
@@ -529,7 +529,7 @@ impl SmShared {
             std::fs::File::open(&path)?
         };
         let mut r = BufReader::new(file);
-        let meta: SnapshotMeta = decode("snapshot meta", &read_header(&mut r)?)?;
+        let meta: SnapshotMeta = decode("snapshot meta", &read_header(&mut r)?.meta)?;
         let mut file = r.into_inner();
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
         Ok(Some((meta, file)))
