@@ -1,25 +1,20 @@
 //! `etcdserverpb.Maintenance`: status, alarms, hashes, snapshot streaming, defragment,
 //! leader transfer.
 
-use std::io::{BufWriter, Read};
 use std::pin::Pin;
 
 use futures::Stream;
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::Api;
 use super::lease::async_stream;
+use super::snapshot_stream;
 use crate::error::EtcdError;
 use crate::mvcc::hash;
 use crate::pb::maintenance_server::Maintenance;
 use crate::pb::*;
 use crate::raft::Command;
-use crate::raft::snapshot::write_snapshot;
 use crate::raft::state_machine::SmShared;
-
-/// Bytes per snapshot message, as etcd.
-pub const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 /// The Maintenance service.
 #[derive(Clone)]
@@ -109,19 +104,6 @@ impl MaintenanceService {
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
-/// Write a client snapshot of the state machine into `path` (blocking); the revision it holds.
-pub fn dump_snapshot(sm: &SmShared, path: &std::path::Path) -> crate::Result<i64> {
-    let txn = sm.read()?;
-    let revision = SmShared::revs_in(&txn)?.current;
-    let mut w = BufWriter::new(std::fs::File::create(path)?);
-    write_snapshot(&txn, Vec::new(), &mut w)?;
-    let f = w
-        .into_inner()
-        .map_err(|e| crate::Error::Io(e.into_error()))?;
-    f.sync_all()?;
-    Ok(revision)
-}
-
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
@@ -188,16 +170,21 @@ impl Maintenance for MaintenanceService {
         _req: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotStream>, Status> {
         let sm = self.api.node.sm.clone();
-        let dir = tempfile_dir();
-        let path = dir.join(format!("client-snapshot-{}.tmp", rand::random::<u64>()));
-        let p = path.clone();
-        let revision = tokio::task::spawn_blocking(move || dump_snapshot(&sm, &p))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        let (txn, revision, padded) = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+            let txn = sm.read()?;
+            let revision = SmShared::revs_in(&txn)?.current;
+            let padded = snapshot_stream::padded_size(&txn)?;
+            Ok((txn, revision, padded))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
         // Every message carries the header, at the revision the snapshot holds (as etcd's).
         let header = self.api.node.header_at(revision);
         let out = async_stream(move |tx| async move {
-            let res = tokio::task::spawn_blocking(move || stream_file(&path, &header, &tx)).await;
+            let res = tokio::task::spawn_blocking(move || {
+                snapshot_stream::stream(&txn, padded, &header, &tx)
+            })
+            .await;
             if let Ok(Err(e)) = res {
                 tracing::warn!(error = %e, "snapshot stream failed");
             }
@@ -240,51 +227,4 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("kvstore does not support downgrades"))
     }
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    std::env::temp_dir()
-}
-
-/// Stream `path` as etcd does: 32 KiB blobs with `remaining_bytes` counting down, the payload
-/// padded to a multiple of 512 bytes, then one message holding the SHA-256 of all of it.
-fn stream_file(
-    path: &std::path::Path,
-    header: &ResponseHeader,
-    tx: &tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
-) -> crate::Result<()> {
-    let result = (|| {
-        let mut f = std::fs::File::open(path)?;
-        let len = f.metadata()?.len() as usize;
-        let padded = len.div_ceil(512) * 512;
-        let mut sent = 0usize;
-        let mut sha = Sha256::new();
-        let mut buf = vec![0u8; SNAPSHOT_CHUNK];
-        while sent < padded {
-            let n = SNAPSHOT_CHUNK.min(padded - sent);
-            let from_file = n.min(len.saturating_sub(sent));
-            f.read_exact(&mut buf[..from_file])?;
-            buf[from_file..n].fill(0);
-            sha.update(&buf[..n]);
-            sent += n;
-            let msg = SnapshotResponse {
-                header: Some(*header),
-                remaining_bytes: (padded - sent) as u64,
-                blob: buf[..n].to_vec(),
-                ..Default::default()
-            };
-            if tx.blocking_send(Ok(msg)).is_err() {
-                return Ok(());
-            }
-        }
-        let digest = sha.finalize().to_vec();
-        let _ = tx.blocking_send(Ok(SnapshotResponse {
-            header: Some(*header),
-            blob: digest,
-            ..Default::default()
-        }));
-        Ok(())
-    })();
-    let _ = std::fs::remove_file(path);
-    result
 }

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod snapshot_stream;
 pub mod watch;
 
 use std::sync::Arc;

@@ -213,3 +213,104 @@ pub fn load_records(txn: &WriteTransaction, header: &Header, r: &mut impl Read) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use redb::{Database, ReadableDatabase};
+
+    use super::*;
+    use crate::mvcc::write::Store;
+    use crate::pb::PutRequest;
+
+    fn db(dir: &tempfile::TempDir, name: &str) -> Database {
+        let db = Database::create(dir.path().join(name)).unwrap();
+        let txn = db.begin_write().unwrap();
+        Store::open(&txn).unwrap();
+        txn.open_table(MEMBERS).unwrap();
+        txn.open_table(ALARMS).unwrap();
+        txn.commit().unwrap();
+        db
+    }
+
+    /// `KV_LATEST`'s rows and `KV_HISTORY`'s keys.
+    type Rows = (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, u64)>);
+
+    fn rows(db: &Database) -> Rows {
+        let txn = db.begin_read().unwrap();
+        let latest = txn.open_table(KV_LATEST).unwrap();
+        let history = txn.open_table(KV_HISTORY).unwrap();
+        let l = latest
+            .iter()
+            .unwrap()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect();
+        let h = history
+            .iter()
+            .unwrap()
+            .map(|i| {
+                let (k, _) = i.unwrap();
+                (k.value().0.to_vec(), k.value().1)
+            })
+            .collect();
+        (l, h)
+    }
+
+    #[test]
+    fn a_kvsnap01_file_loads_without_its_copies_of_live_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = db(&dir, "src.redb");
+        let txn = src.begin_write().unwrap();
+        {
+            let mut s = Store::open(&txn).unwrap();
+            for (k, v) in [("a", "1"), ("a", "2"), ("b", "1")] {
+                s.put(&PutRequest {
+                    key: k.into(),
+                    value: v.into(),
+                    ..Default::default()
+                })
+                .unwrap();
+                s.finish_request().unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let expected = rows(&src);
+        assert_eq!(expected.1, vec![(b"a".to_vec(), 2)]);
+        // A release before format 3 wrote each live version into history too, under KVSNAP01.
+        let txn = src.begin_write().unwrap();
+        for (k, v) in &expected.0 {
+            let rev = decode_kv(v).unwrap().mod_revision as u64;
+            txn.open_table(KV_HISTORY)
+                .unwrap()
+                .insert((k.as_slice(), rev), v.as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let mut file = Vec::new();
+        write_snapshot(&src.begin_read().unwrap(), Vec::new(), &mut file).unwrap();
+        file[..8].copy_from_slice(MAGIC_V1);
+
+        let dst = db(&dir, "dst.redb");
+        let mut r = file.as_slice();
+        let header = read_header(&mut r).unwrap();
+        let txn = dst.begin_write().unwrap();
+        clear_tables(&txn).unwrap();
+        load_records(&txn, &header, &mut r).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(rows(&dst), expected);
+
+        // Under the current magic the same rows are taken as they are.
+        file[..8].copy_from_slice(MAGIC);
+        let mut r = file.as_slice();
+        let header = read_header(&mut r).unwrap();
+        let txn = dst.begin_write().unwrap();
+        clear_tables(&txn).unwrap();
+        load_records(&txn, &header, &mut r).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(rows(&dst).1.len(), 3);
+        file[..8].copy_from_slice(b"KVSNAP99");
+        assert!(read_header(&mut file.as_slice()).is_err());
+    }
+}
