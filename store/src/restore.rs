@@ -77,12 +77,12 @@ pub fn status(path: &Path) -> Result<SnapshotStatus> {
     verify(path)?;
     let total_size = std::fs::metadata(path)?.len();
     let mut r = BufReader::new(std::fs::File::open(path)?);
-    read_header(&mut r)?;
+    let header = read_header(&mut r)?;
     let mut hash = 0u32;
     let mut revision = 0;
     let mut total_keys = 0;
     loop {
-        match read_record(&mut r)? {
+        match read_record(&mut r, &header)? {
             Record::Latest(k, v) => {
                 total_keys += 1;
                 hash = crc32c::crc32c_append(hash, &k);

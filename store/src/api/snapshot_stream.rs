@@ -198,10 +198,10 @@ mod tests {
         assert_eq!(digest.blob, Sha256::digest(&payload).to_vec());
         // The payload is a snapshot with every key.
         let mut r = payload.as_slice();
-        read_header(&mut r).unwrap();
+        let header = read_header(&mut r).unwrap();
         let mut keys = 0;
         loop {
-            match read_record(&mut r).unwrap() {
+            match read_record(&mut r, &header).unwrap() {
                 Record::Latest(..) => keys += 1,
                 Record::End => break,
                 _ => {}
