@@ -99,58 +99,27 @@ impl<W: Write> Frames<'_, W> {
     fn put(&mut self, r: Out<'_>) -> Result<()> {
         let b = &mut self.buf;
         b.clear();
-        let sized = |b: &mut Vec<u8>, bytes: &[u8]| {
-            b.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-            b.extend_from_slice(bytes);
+        // The tag, then the fields in order; `len` prefixes a byte field that is not last.
+        let len = |bytes: &[u8]| (bytes.len() as u32).to_be_bytes();
+        let mut put = |tag: u8, fields: &[&[u8]]| {
+            b.push(tag);
+            for f in fields {
+                b.extend_from_slice(f);
+            }
         };
         match r {
-            Out::Header(m) => {
-                b.push(TAG_HEADER);
-                b.extend_from_slice(m);
-            }
-            Out::Latest(k, v) => {
-                b.push(TAG_LATEST);
-                sized(b, k);
-                b.extend_from_slice(v);
-            }
-            Out::History(k, rev, v) => {
-                b.push(TAG_HISTORY);
-                sized(b, k);
-                b.extend_from_slice(&rev.to_be_bytes());
-                b.extend_from_slice(v);
-            }
+            Out::Header(m) => put(TAG_HEADER, &[m]),
+            Out::Latest(k, v) => put(TAG_LATEST, &[&len(k), k, v]),
+            Out::History(k, rev, v) => put(TAG_HISTORY, &[&len(k), k, &rev.to_be_bytes(), v]),
             Out::RevIndex(rev, sub, k) => {
-                b.push(TAG_REV_INDEX);
-                b.extend_from_slice(&rev.to_be_bytes());
-                b.extend_from_slice(&sub.to_be_bytes());
-                b.extend_from_slice(k);
+                put(TAG_REV_INDEX, &[&rev.to_be_bytes(), &sub.to_be_bytes(), k])
             }
-            Out::Meta(k, v) => {
-                b.push(TAG_META);
-                sized(b, k.as_bytes());
-                b.extend_from_slice(v);
-            }
-            Out::Lease(id, v) => {
-                b.push(TAG_LEASE);
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(v);
-            }
-            Out::LeaseKey(id, k) => {
-                b.push(TAG_LEASE_KEY);
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(k);
-            }
-            Out::Member(id, v) => {
-                b.push(TAG_MEMBER);
-                b.extend_from_slice(&id.to_be_bytes());
-                b.extend_from_slice(v);
-            }
-            Out::Alarm(m, a) => {
-                b.push(TAG_ALARM);
-                b.extend_from_slice(&m.to_be_bytes());
-                b.extend_from_slice(&a.to_be_bytes());
-            }
-            Out::End => b.push(TAG_END),
+            Out::Meta(k, v) => put(TAG_META, &[&len(k.as_bytes()), k.as_bytes(), v]),
+            Out::Lease(id, v) => put(TAG_LEASE, &[&id.to_be_bytes(), v]),
+            Out::LeaseKey(id, k) => put(TAG_LEASE_KEY, &[&id.to_be_bytes(), k]),
+            Out::Member(id, v) => put(TAG_MEMBER, &[&id.to_be_bytes(), v]),
+            Out::Alarm(m, a) => put(TAG_ALARM, &[&m.to_be_bytes(), &a.to_be_bytes()]),
+            Out::End => put(TAG_END, &[]),
         }
         let len = u32::try_from(b.len())
             .map_err(|_| Error::decode("snapshot frame", "record larger than 4 GiB"))?;
@@ -542,25 +511,23 @@ mod tests {
         frame(&Record::End);
 
         let dst = db(&dir, "dst.redb");
-        let mut r = file.as_slice();
-        let header = read_header(&mut r).unwrap();
-        let txn = dst.begin_write().unwrap();
-        clear_tables(&txn).unwrap();
-        load_records(&txn, &header, &mut r).unwrap();
-        txn.commit().unwrap();
+        let load = |file: &[u8]| {
+            let mut r = file;
+            let header = read_header(&mut r).unwrap();
+            let txn = dst.begin_write().unwrap();
+            clear_tables(&txn).unwrap();
+            load_records(&txn, &header, &mut r).unwrap();
+            txn.commit().unwrap();
+            assert!(r.is_empty(), "bytes after the end record");
+        };
+        load(&file);
         assert_eq!(rows(&dst), expected);
 
         // A current snapshot of the same store keeps every row it has.
         let mut file = Vec::new();
         write_snapshot(&src.begin_read().unwrap(), Vec::new(), &mut file).unwrap();
-        let mut r = file.as_slice();
-        let header = read_header(&mut r).unwrap();
-        let txn = dst.begin_write().unwrap();
-        clear_tables(&txn).unwrap();
-        load_records(&txn, &header, &mut r).unwrap();
-        txn.commit().unwrap();
+        load(&file);
         assert_eq!(rows(&dst).1.len(), 3);
-        assert!(r.is_empty());
         file[..8].copy_from_slice(b"KVSNAP99");
         assert!(read_header(&mut file.as_slice()).is_err());
     }
