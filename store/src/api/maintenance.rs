@@ -181,13 +181,17 @@ impl Maintenance for MaintenanceService {
         // Every message carries the header, at the revision the snapshot holds (as etcd's).
         let header = self.api.node.header_at(revision);
         let out = async_stream(move |tx| async move {
-            let res = tokio::task::spawn_blocking(move || {
-                snapshot_stream::stream(&txn, padded, &header, &tx)
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = snapshot_stream::stream(&txn, padded, &header, &tx) {
+                    // End the stream with an error, not as if the snapshot were whole: a
+                    // backup that only checks for the end of the stream would keep it.
+                    tracing::warn!(error = %e, "snapshot stream failed");
+                    let _ = tx.blocking_send(Err(Status::internal(format!(
+                        "snapshot stream failed: {e}"
+                    ))));
+                }
             })
             .await;
-            if let Ok(Err(e)) = res {
-                tracing::warn!(error = %e, "snapshot stream failed");
-            }
         });
         Ok(Response::new(out))
     }
