@@ -142,10 +142,7 @@ pub fn prepare(member: &Path, _lock: &DirLock) -> Result<()> {
 fn migrate_v2(member: &Path) -> Result<()> {
     let path = member.join(STATE_DB);
     if path.exists() {
-        let db = redb::Database::open(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
-            other => other.into(),
-        })?;
+        let db = open_db(member, &path)?;
         let txn = db.begin_write()?;
         let dropped = crate::mvcc::migrate::drop_live_copies(&txn)?;
         txn.commit()?;
@@ -212,15 +209,21 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Open the redb file at `path` in `member` for a migration; a database another process has
+/// open means the directory is in use.
+fn open_db(member: &Path, path: &Path) -> Result<redb::Database> {
+    redb::Database::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
+        other => other.into(),
+    })
+}
+
 /// Copy a format-1 directory's `raft.redb` into a WAL and the identity file, then stamp
 /// format 2 and remove `raft.redb`.
 fn migrate_v1(member: &Path) -> Result<()> {
     let wal_dir = member.join(WAL_DIR);
     let tmp = member.join(format!("{WAL_DIR}.migrating"));
-    let db = redb::Database::open(member.join(V1_RAFT_DB)).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(member.to_path_buf()),
-        other => other.into(),
-    })?;
+    let db = open_db(member, &member.join(V1_RAFT_DB))?;
     for stale in [&tmp, &wal_dir] {
         // Left by a migration that crashed before stamping the format: start over.
         if stale.exists() {

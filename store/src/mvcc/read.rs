@@ -211,7 +211,7 @@ pub fn scan_history(
 }
 
 /// The record of `key` at revision `rev` (a tombstone has `version == 0`), if it had one.
-pub fn version_at(
+fn version_at(
     latest: &impl LatestTable,
     history: &impl HistoryTable,
     key: &[u8],
