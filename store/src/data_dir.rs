@@ -442,18 +442,7 @@ mod tests {
         prepare(&member, &lock).unwrap();
         let db = redb::Database::create(member.join(STATE_DB)).unwrap();
         let txn = db.begin_write().unwrap();
-        {
-            let mut s = crate::mvcc::write::Store::open(&txn).unwrap();
-            for (k, v) in [("a", "1"), ("a", "2"), ("b", "1")] {
-                s.put(&crate::pb::PutRequest {
-                    key: k.into(),
-                    value: v.into(),
-                    ..Default::default()
-                })
-                .unwrap();
-                s.finish_request().unwrap();
-            }
-        }
+        crate::mvcc::write::put_each(&txn, [("a", "1"), ("a", "2"), ("b", "1")]);
         {
             // As format 2 kept them: a history row for each live version too.
             let latest = txn.open_table(KV_LATEST).unwrap();

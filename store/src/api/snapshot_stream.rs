@@ -143,8 +143,7 @@ mod tests {
     use redb::{Database, ReadableDatabase};
 
     use super::*;
-    use crate::mvcc::write::Store;
-    use crate::pb::PutRequest;
+    use crate::mvcc::write::put_each;
     use crate::raft::snapshot::{Record, read_header, read_record};
 
     /// A store of `n` keys with 1 KiB values.
@@ -154,18 +153,10 @@ mod tests {
         let txn = db.begin_write().unwrap();
         txn.open_table(crate::mvcc::tables::MEMBERS).unwrap();
         txn.open_table(crate::mvcc::tables::ALARMS).unwrap();
-        {
-            let mut s = Store::open(&txn).unwrap();
-            for i in 0..n {
-                s.put(&PutRequest {
-                    key: format!("key-{i:05}").into_bytes(),
-                    value: vec![i as u8; 1024],
-                    ..Default::default()
-                })
-                .unwrap();
-                s.finish_request().unwrap();
-            }
-        }
+        put_each(
+            &txn,
+            (0..n).map(|i| (format!("key-{i:05}"), vec![i as u8; 1024])),
+        );
         txn.commit().unwrap();
         (dir, db)
     }

@@ -38,21 +38,12 @@ mod tests {
     use crate::mvcc::Span;
     use crate::mvcc::hash::hash_kv;
     use crate::mvcc::read::{Revs, scan_history};
-    use crate::mvcc::write::Store;
-    use crate::pb::{KeyValue, PutRequest};
+    use crate::mvcc::write::put_each;
+    use crate::pb::KeyValue;
 
     fn put(db: &Database, key: &str, value: &str) {
         let txn = db.begin_write().unwrap();
-        {
-            let mut s = Store::open(&txn).unwrap();
-            s.put(&PutRequest {
-                key: key.into(),
-                value: value.into(),
-                ..Default::default()
-            })
-            .unwrap();
-            s.finish_request().unwrap();
-        }
+        put_each(&txn, [(key, value)]);
         txn.commit().unwrap();
     }
 

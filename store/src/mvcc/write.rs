@@ -373,6 +373,24 @@ impl<'t> Store<'t> {
     }
 }
 
+/// Put each (key, value) as a request of its own in `txn`: how tests fill a store.
+#[cfg(test)]
+pub fn put_each<K: Into<Vec<u8>>, V: Into<Vec<u8>>>(
+    txn: &WriteTransaction,
+    pairs: impl IntoIterator<Item = (K, V)>,
+) {
+    let mut s = Store::open(txn).unwrap();
+    for (k, v) in pairs {
+        s.put(&PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        s.finish_request().unwrap();
+    }
+}
+
 fn set_inner_revision(r: &mut ResponseOp, rev: i64) {
     use response_op::Response as R;
     let h = Some(ResponseHeader {

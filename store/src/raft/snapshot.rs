@@ -370,8 +370,7 @@ mod tests {
     use redb::{Database, ReadableDatabase};
 
     use super::*;
-    use crate::mvcc::write::Store;
-    use crate::pb::PutRequest;
+    use crate::mvcc::write::{Store, put_each};
 
     fn db(dir: &tempfile::TempDir, name: &str) -> Database {
         let db = Database::create(dir.path().join(name)).unwrap();
@@ -466,18 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = db(&dir, "src.redb");
         let txn = src.begin_write().unwrap();
-        {
-            let mut s = Store::open(&txn).unwrap();
-            for (k, v) in [("a", "1"), ("a", "2"), ("b", "1")] {
-                s.put(&PutRequest {
-                    key: k.into(),
-                    value: v.into(),
-                    ..Default::default()
-                })
-                .unwrap();
-                s.finish_request().unwrap();
-            }
-        }
+        put_each(&txn, [("a", "1"), ("a", "2"), ("b", "1")]);
         txn.commit().unwrap();
         let expected = rows(&src);
         assert_eq!(expected.1, vec![(b"a".to_vec(), 2)]);
