@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn a_format_2_dir_drops_its_copies_of_live_values_at_start() {
-        use crate::mvcc::tables::{KV_HISTORY, KV_LATEST};
+        use crate::mvcc::tables::KV_HISTORY;
         let dir = tempfile::tempdir().unwrap();
         let member = dir.path().join("member");
         let lock = lock(&member).unwrap();
@@ -443,18 +443,8 @@ mod tests {
         let db = redb::Database::create(member.join(STATE_DB)).unwrap();
         let txn = db.begin_write().unwrap();
         crate::mvcc::write::put_each(&txn, [("a", "1"), ("a", "2"), ("b", "1")]);
-        {
-            // As format 2 kept them: a history row for each live version too.
-            let latest = txn.open_table(KV_LATEST).unwrap();
-            let mut history = txn.open_table(KV_HISTORY).unwrap();
-            for item in latest.iter().unwrap() {
-                let (k, v) = item.unwrap();
-                let rev = crate::mvcc::tables::decode_kv(v.value())
-                    .unwrap()
-                    .mod_revision;
-                history.insert((k.value(), rev as u64), v.value()).unwrap();
-            }
-        }
+        // As format 2 kept them: a history row for each live version too.
+        crate::mvcc::migrate::add_live_copies(&txn);
         txn.commit().unwrap();
         drop(db);
         let rows = || {

@@ -30,6 +30,19 @@ pub fn drop_live_copies(txn: &WriteTransaction) -> Result<u64> {
     Ok(dropped)
 }
 
+/// Give every live version a copy in `KV_HISTORY`, as stores before format 3 kept one (tests
+/// make old layouts with it).
+#[cfg(test)]
+pub fn add_live_copies(txn: &WriteTransaction) {
+    let latest = txn.open_table(KV_LATEST).unwrap();
+    let mut history = txn.open_table(KV_HISTORY).unwrap();
+    for item in latest.iter().unwrap() {
+        let (k, v) = item.unwrap();
+        let rev = decode_kv(v.value()).unwrap().mod_revision as u64;
+        history.insert((k.value(), rev), v.value()).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use redb::{Database, ReadableDatabase};
@@ -44,21 +57,6 @@ mod tests {
     fn put(db: &Database, key: &str, value: &str) {
         let txn = db.begin_write().unwrap();
         put_each(&txn, [(key, value)]);
-        txn.commit().unwrap();
-    }
-
-    /// What a store before format 3 held: a history copy of every live version.
-    fn add_live_copies(db: &Database) {
-        let txn = db.begin_write().unwrap();
-        {
-            let latest = txn.open_table(KV_LATEST).unwrap();
-            let mut history = txn.open_table(KV_HISTORY).unwrap();
-            for item in latest.iter().unwrap() {
-                let (k, v) = item.unwrap();
-                let rev = decode_kv(v.value()).unwrap().mod_revision as u64;
-                history.insert((k.value(), rev), v.value()).unwrap();
-            }
-        }
         txn.commit().unwrap();
     }
 
@@ -97,7 +95,9 @@ mod tests {
         // Each value once: the superseded a=1 in history, a=2 and b=1 live only.
         assert_eq!(history_rows(&db), 1);
         let before = state(&db);
-        add_live_copies(&db);
+        let txn = db.begin_write().unwrap();
+        add_live_copies(&txn);
+        txn.commit().unwrap();
         assert_eq!(history_rows(&db), 3);
         // Readers see the same versions with or without the copies.
         assert_eq!(state(&db), before);

@@ -471,13 +471,7 @@ mod tests {
         assert_eq!(expected.1, vec![(b"a".to_vec(), 2)]);
         // A release before format 3 wrote each live version into history too, under KVSNAP01.
         let txn = src.begin_write().unwrap();
-        for (k, v) in &expected.0 {
-            let rev = decode_kv(v).unwrap().mod_revision as u64;
-            txn.open_table(KV_HISTORY)
-                .unwrap()
-                .insert((k.as_slice(), rev), v.as_slice())
-                .unwrap();
-        }
+        crate::mvcc::migrate::add_live_copies(&txn);
         txn.commit().unwrap();
         // Its frames: bincode records (the header, the live rows, then history).
         let mut file = MAGIC_V1.to_vec();
