@@ -101,10 +101,10 @@ pub struct ServerConfig {
     /// Number of committed entries that trigger a snapshot and log compaction.
     #[arg(long, env = "KVSTORE_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
-    /// Maximum number of raft snapshot files to retain (0 is unlimited, as etcd; we keep 1+).
-    /// etcd keeps 5 by default, but its files hold only Raft metadata; ours hold the whole
-    /// keyspace, and only the newest is ever used, so one is the default.
-    #[arg(long, env = "KVSTORE_MAX_SNAPSHOTS", default_value_t = 1)]
+    /// Maximum number of raft snapshot files to retain (etcd's flag, accepted for its command
+    /// lines). kvstore keeps none: a Raft snapshot is the state machine at a durable point,
+    /// written out only while a follower receives it.
+    #[arg(long, env = "KVSTORE_MAX_SNAPSHOTS", default_value_t = 5)]
     pub max_snapshots: usize,
     /// Bytes each Raft WAL segment is preallocated to (kvstore's own; etcd fixes 64 MB). A new
     /// segment and its spare are written with zeroes, so that appends only flush data.

@@ -9,7 +9,8 @@
 //! - `identity`: who this directory belongs to ([`Identity`], bincode), written atomically
 //!   (temporary file, fsync, rename, fsync of the directory);
 //! - `wal/`: the Raft log, vote and committed index ([`crate::raft::log_store`]);
-//! - `state.redb` and `snap/`: the state machine and its snapshots;
+//! - `state.redb`: the state machine, which is also the Raft snapshot (`snap/` holds only the
+//!   unnamed files a snapshot is written into while sent or received);
 //! - `raft.redb`: not a database but a note saying the log moved, so that a kvstore from
 //!   before format 2 refuses the directory instead of starting with an empty log (and voting a
 //!   second time in a term it already voted in).

@@ -276,11 +276,6 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     if !lone && log_store.step_down(ident.member_id).await? {
         tracing::info!("was the leader before this restart: starting as a follower");
     }
-    sm.set_max_snapshots(if cfg.max_snapshots == 0 {
-        usize::MAX
-    } else {
-        cfg.max_snapshots
-    });
     let leaders = log_store.leaders();
     let raft = Raft::new(
         ident.member_id,
@@ -330,9 +325,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
             tracing::debug!(error = %e, "raft already initialized");
         }
     }
-    // Data without a Raft snapshot that covers it: a restored member (also one that stopped
-    // before it sealed it), or a young member that has not snapshotted yet (harmless there).
-    if sm.revs().current > 1 && raft.metrics().borrow().snapshot.is_none() {
+    // Data behind a log that was never purged: a restored member (also one that stopped before
+    // it sealed it), or a young member that has not purged yet (harmless there).
+    if sm.revs().current > 1 && raft.metrics().borrow().purged.is_none() {
         tokio::spawn(seal_restored_state(raft.clone()));
     }
 

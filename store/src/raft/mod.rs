@@ -8,11 +8,14 @@ pub mod prevote;
 pub mod proposer;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_data;
 pub mod state_machine;
 pub mod wal;
 
 #[cfg(test)]
 mod power_loss_tests;
+#[cfg(test)]
+mod snapshot_tests;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +38,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = PeerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = tokio::fs::File,
+        SnapshotData = snapshot_data::SnapshotData,
         AsyncRuntime = openraft::TokioRuntime,
         Responder = openraft::impls::OneshotResponder<TypeConfig>,
 );

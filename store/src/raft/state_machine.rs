@@ -1,12 +1,15 @@
 //! The Raft state machine over `state.redb`: applies committed commands through [`crate::mvcc`],
-//! builds and installs snapshots, and serves the read side to the API.
+//! takes and installs snapshots, and serves the read side to the API.
+//!
+//! A Raft snapshot is the state machine at a durable point, written out only for a follower that
+//! needs it ([`super::snapshot_data`]): no snapshot file is kept.
 //!
 //! Each `apply` call is one redb write transaction holding the data, the last applied log id
 //! and the membership together, so a crash never separates them; one in [`DURABLE_EVERY`] is
 //! durable (the Raft log holds the rest). A small non-durable apply runs on the runtime's
 //! thread, the others on the blocking pool.
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,11 +19,11 @@ use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
 };
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
 use super::command::{Command, CommandResponse};
-use super::snapshot::{clear_tables, load_records, read_header, write_snapshot};
+use super::snapshot::{clear_tables, load_records, read_header};
+use super::snapshot_data::SnapshotData;
 use super::typ::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership};
 use super::{TypeConfig, sto_err};
 use crate::disk::Disk;
@@ -29,10 +32,6 @@ use crate::mvcc::read::Revs;
 use crate::mvcc::tables::*;
 use crate::mvcc::write::Store;
 use crate::pb::mvccpb::Event;
-
-/// How many raft snapshot files to keep by default (etcd's `--max-snapshots`; a file here holds
-/// the whole keyspace, not only Raft metadata as etcd's do, and only the newest is used).
-pub const DEFAULT_MAX_SNAPSHOTS: usize = 1;
 
 /// redb page cache of `state.redb`.
 pub const STATE_CACHE_BYTES: usize = 128 * 1024 * 1024;
@@ -70,10 +69,6 @@ pub struct SmShared {
     revision: AtomicI64,
     compact: AtomicI64,
     events: broadcast::Sender<Arc<AppliedEvents>>,
-    max_snapshots: std::sync::atomic::AtomicUsize,
-    /// Held while snapshot files are published, pruned, or chosen and opened: a file is
-    /// handed out open, so pruning it afterwards cannot take it from its reader.
-    snap_files: Mutex<()>,
     /// Requests applied since the last snapshot (a batch entry counts each of its requests).
     since_snapshot: std::sync::atomic::AtomicU64,
     /// Write transactions open outside the apply (a durable flush, a size walk, a
@@ -115,6 +110,7 @@ impl SmShared {
 
     fn with_db(db: Database, path: PathBuf, snap_dir: PathBuf) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&snap_dir)?;
+        remove_old_snapshot_files(&snap_dir)?;
         let txn = db.begin_write()?;
         let (rev, compact) = {
             let store = Store::open(&txn)?;
@@ -133,8 +129,6 @@ impl SmShared {
             revision: AtomicI64::new(rev),
             compact: AtomicI64::new(compact),
             events,
-            max_snapshots: std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_SNAPSHOTS),
-            snap_files: Mutex::new(()),
             since_snapshot: std::sync::atomic::AtomicU64::new(0),
             other_writers: AtomicUsize::new(0),
         }))
@@ -228,17 +222,7 @@ impl SmShared {
 
     /// The last applied log id and membership.
     pub fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership)> {
-        let txn = self.read()?;
-        let meta = txn.open_table(META)?;
-        let last = match meta.get(META_LAST_APPLIED)? {
-            Some(v) => decode("last applied", v.value())?,
-            None => None,
-        };
-        let membership = match meta.get(META_MEMBERSHIP)? {
-            Some(v) => decode("membership", v.value())?,
-            None => StoredMembership::default(),
-        };
-        Ok((last, membership))
+        applied_in(&self.read()?)
     }
 
     /// Published attributes of every member.
@@ -409,86 +393,47 @@ impl SmShared {
         Ok(out)
     }
 
-    fn snapshot_files(&self) -> Result<Vec<PathBuf>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.snap_dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "snap"))
-            .collect();
-        files.sort();
-        Ok(files)
-    }
-
     /// Requests applied since the last snapshot was built (etcd's `--snapshot-count` counts
     /// these, not Raft entries, which here may carry a batch of requests).
     pub fn applied_since_snapshot(&self) -> u64 {
         self.since_snapshot.load(Ordering::Relaxed)
     }
 
-    /// Keep at most `n` raft snapshot files (at least one).
-    pub fn set_max_snapshots(&self, n: usize) {
-        self.max_snapshots.store(n.max(1), Ordering::Release);
-    }
-
-    /// Delete all but the newest `max_snapshots` files (the caller holds `snap_files`).
-    fn prune_snapshots(&self) -> Result<()> {
-        let files = self.snapshot_files()?;
-        let keep = self.max_snapshots.load(Ordering::Acquire);
-        if files.len() > keep {
-            for f in &files[..files.len() - keep] {
-                let _ = std::fs::remove_file(f);
-            }
-        }
-        Ok(())
-    }
-
-    /// Move a written snapshot file into place and open it, then prune older ones; all under
-    /// `snap_files`, so that nobody prunes it between the rename and the open.
-    fn publish_snapshot(&self, tmp: &Path, path: &Path) -> Result<std::fs::File> {
-        let _files = self.snap_files.lock().unwrap_or_else(|e| e.into_inner());
-        std::fs::rename(tmp, path)?;
-        let file = std::fs::File::open(path)?;
-        self.prune_snapshots()?;
-        Ok(file)
-    }
-
-    pub(super) fn build_snapshot_blocking(&self) -> Result<(SnapshotMeta, std::fs::File)> {
-        // The log may be purged up to this snapshot: what it holds must be durable first.
-        self.flush()?;
-        let txn = self.read()?;
-        // (Requests applied while this snapshot is written go uncounted: the next one comes
-        // that much later.)
-        self.since_snapshot.store(0, Ordering::Relaxed);
-        let meta_t = txn.open_table(META)?;
-        let last: Option<LogId> = match meta_t.get(META_LAST_APPLIED)? {
-            Some(v) => decode("last applied", v.value())?,
-            None => None,
-        };
-        let membership: StoredMembership = match meta_t.get(META_MEMBERSHIP)? {
-            Some(v) => decode("membership", v.value())?,
-            None => StoredMembership::default(),
-        };
-        drop(meta_t);
+    /// A snapshot: make the state machine durable and return its metadata with a read
+    /// transaction of exactly that state (`last_log_id` is `None` while nothing is applied).
+    ///
+    /// The metadata is read under the write lock, before the durable commit that makes what it
+    /// describes durable, and the read transaction begins in between, so no apply can slip in:
+    /// the log may be purged up to `last_log_id` and a crash finds that state on disk.
+    pub(super) fn snapshot_blocking(&self) -> Result<(SnapshotMeta, ReadTransaction)> {
+        let _writing = self.other_writer();
+        let db = self.db();
+        let mut txn = db.begin_write()?;
+        let read = db.begin_read()?;
+        let (last, membership) = applied_in(&read)?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        *self.last_durable.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
         let (term, index) = last.map_or((0, 0), |l| (l.leader_id.term, l.index));
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let id = format!("{index:020}-{term}-{nanos}");
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: membership,
-            snapshot_id: id,
+            // The state at a log id is the same on every member, so its name is too (etcd
+            // names its snapshot files term-index likewise).
+            snapshot_id: format!("{term}-{index}"),
         };
-        let path = self.snap_dir.join(format!("{}.snap", meta.snapshot_id));
-        let tmp = path.with_extension("tmp");
-        let file = std::fs::File::create(&tmp)?;
-        let mut w = BufWriter::new(file);
-        write_snapshot(&txn, encode(&meta), &mut w)?;
-        let file = w.into_inner().map_err(|e| Error::Io(e.into_error()))?;
-        file.sync_all()?;
-        let file = self.publish_snapshot(&tmp, &path)?;
-        Ok((meta, file))
+        Ok((meta, read))
     }
 
+    /// [`Self::snapshot_blocking`], counting from it for `--snapshot-count`.
+    pub(super) fn build_snapshot_blocking(&self) -> Result<(SnapshotMeta, ReadTransaction)> {
+        // (Requests applied while this one is taken go uncounted: the next comes that much
+        // later.)
+        self.since_snapshot.store(0, Ordering::Relaxed);
+        self.snapshot_blocking()
+    }
+
+    /// Replace the state with the snapshot in `file` (read from its start), durably.
     fn install_blocking(&self, meta: SnapshotMeta, file: std::fs::File) -> Result<()> {
         let mut r = BufReader::new(file);
         let header = read_header(&mut r)?;
@@ -519,21 +464,41 @@ impl SmShared {
         );
         Ok(())
     }
+}
 
-    fn current_snapshot_blocking(&self) -> Result<Option<(SnapshotMeta, std::fs::File)>> {
-        let file = {
-            let _files = self.snap_files.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(path) = self.snapshot_files()?.pop() else {
-                return Ok(None);
-            };
-            std::fs::File::open(&path)?
-        };
-        let mut r = BufReader::new(file);
-        let meta: SnapshotMeta = decode("snapshot meta", &read_header(&mut r)?.meta)?;
-        let mut file = r.into_inner();
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
-        Ok(Some((meta, file)))
+/// The last applied log id and membership as seen by `txn`.
+fn applied_in(txn: &ReadTransaction) -> Result<(Option<LogId>, StoredMembership)> {
+    let meta = txn.open_table(META)?;
+    let last = match meta.get(META_LAST_APPLIED)? {
+        Some(v) => decode("last applied", v.value())?,
+        None => None,
+    };
+    let membership = match meta.get(META_MEMBERSHIP)? {
+        Some(v) => decode("membership", v.value())?,
+        None => StoredMembership::default(),
+    };
+    Ok((last, membership))
+}
+
+/// Remove the snapshot files earlier releases kept in `dir` (`*.snap`, and `*.tmp` left by a
+/// crash): the state machine is the snapshot now, and nothing reads them.
+fn remove_old_snapshot_files(dir: &Path) -> Result<()> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "snap" || x == "tmp") {
+            std::fs::remove_file(&path)?;
+            removed += 1;
+        }
     }
+    if removed > 0 {
+        tracing::info!(
+            dir = %dir.display(),
+            removed,
+            "removed the snapshot files of an earlier release (no longer kept)"
+        );
+    }
+    Ok(())
 }
 
 fn apply_command(
@@ -658,20 +623,27 @@ fn requests_in(e: &Entry) -> usize {
 /// The state machine handed to openraft.
 pub struct StateMachine {
     shared: Arc<SmShared>,
-    receiving: Option<PathBuf>,
 }
 
 impl StateMachine {
     /// A state machine over shared state.
     pub fn new(shared: Arc<SmShared>) -> Self {
-        StateMachine {
-            shared,
-            receiving: None,
-        }
+        StateMachine { shared }
     }
 }
 
-/// Builds snapshots from a read transaction while applies go on.
+/// A snapshot handed to openraft: the metadata, and the bytes to write on demand.
+fn to_snapshot(
+    shared: &SmShared,
+    (meta, txn): (SnapshotMeta, ReadTransaction),
+) -> Snapshot<TypeConfig> {
+    Snapshot {
+        snapshot: Box::new(SnapshotData::pending(txn, encode(&meta), &shared.snap_dir)),
+        meta,
+    }
+}
+
+/// Takes snapshots while applies go on.
 pub struct SnapshotBuilder {
     shared: Arc<SmShared>,
 }
@@ -679,13 +651,10 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let shared = self.shared.clone();
-        let (meta, file) = blocking(move || shared.build_snapshot_blocking())
+        let taken = blocking(move || shared.build_snapshot_blocking())
             .await
             .map_err(|e| sto_err(StorageIOError::read_state_machine, e))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        })
+        Ok(to_snapshot(&self.shared, taken))
     }
 }
 
@@ -725,109 +694,39 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = self.shared.snap_dir.join(format!("recv-{nanos}.tmp"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .map_err(|e| sto_err(snap_write, e))?;
-        self.receiving = Some(path);
-        Ok(Box::new(file))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        SnapshotData::receiving(&self.shared.snap_dir)
+            .map(Box::new)
+            .map_err(|e| sto_err(snap_write, e))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        mut snapshot: Box<tokio::fs::File>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
-        let err = |e: std::io::Error| sto_err(snap_write, e);
-        // The handle may be any snapshot file (normally the one we handed out): copy it from
-        // the start into our snapshot directory, then load it.
-        snapshot.flush().await.map_err(err)?;
-        snapshot
-            .seek(std::io::SeekFrom::Start(0))
+        // Normally the file the chunks were received into; any handle is read from its start.
+        let file = snapshot
+            .into_file()
             .await
-            .map_err(err)?;
-        let path = self
-            .shared
-            .snap_dir
-            .join(format!("{}.snap", meta.snapshot_id));
-        let tmp = path.with_extension("tmp");
-        let mut dest = tokio::fs::File::create(&tmp).await.map_err(err)?;
-        tokio::io::copy(&mut *snapshot, &mut dest)
-            .await
-            .map_err(err)?;
-        dest.sync_all().await.map_err(err)?;
-        drop(dest);
-        drop(snapshot);
-        if let Some(recv) = self.receiving.take() {
-            let _ = tokio::fs::remove_file(recv).await;
-        }
+            .map_err(|e| sto_err(snap_read, e))?;
         let shared = self.shared.clone();
         let meta = meta.clone();
-        blocking(move || {
-            let file = shared.publish_snapshot(&tmp, &path)?;
-            shared.install_blocking(meta, file)
-        })
-        .await
-        .map_err(|e| sto_err(StorageIOError::write_state_machine, e))
+        blocking(move || shared.install_blocking(meta, file))
+            .await
+            .map_err(|e| sto_err(StorageIOError::write_state_machine, e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let shared = self.shared.clone();
-        let found = blocking(move || shared.current_snapshot_blocking())
+        let taken = blocking(move || shared.snapshot_blocking())
             .await
             .map_err(|e| sto_err(snap_read, e))?;
-        let Some((meta, file)) = found else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Read;
-
-    use super::*;
-
-    /// A snapshot handed out (to be sent to a follower) stays readable while newer ones are
-    /// built and older files pruned: a robustness run with `--snapshot-count 20` had members
-    /// stop on "No such file or directory" when a file went between its choice and its open.
-    #[test]
-    fn a_snapshot_handed_out_survives_the_pruning_of_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let sm = SmShared::open(dir.path()).unwrap();
-        sm.build_snapshot_blocking().unwrap();
-        let builder = {
-            let sm = sm.clone();
-            std::thread::spawn(move || {
-                for _ in 0..400 {
-                    sm.build_snapshot_blocking().unwrap();
-                }
-            })
-        };
-        let mut reads = 0;
-        while !builder.is_finished() {
-            let (_, mut file) = sm.current_snapshot_blocking().unwrap().unwrap();
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).unwrap();
-            read_header(&mut bytes.as_slice()).unwrap();
-            reads += 1;
-        }
-        builder.join().unwrap();
-        assert!(reads > 0);
-        let files = sm.snapshot_files().unwrap();
-        assert_eq!(files.len(), DEFAULT_MAX_SNAPSHOTS, "{files:?}");
+        // Nothing applied, no snapshot.
+        Ok(taken
+            .0
+            .last_log_id
+            .is_some()
+            .then(|| to_snapshot(&self.shared, taken)))
     }
 }
