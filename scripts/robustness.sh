@@ -35,7 +35,7 @@ case "$target" in
         dpkg -x etcd-server_*.deb root
       )
     fi
-    "$bin" --version | head -1
+    "$bin" --version | awk 'NR == 1'
     ;;
   *) echo "unknown target $target: kvstore or etcd" >&2; exit 2 ;;
 esac

@@ -65,6 +65,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'echo "compare.sh: command failed at line $LINENO (exit $?)" >&2' ERR
 trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -281,7 +282,9 @@ install_tools() {
     )
     ETCD_BIN="$T/etcd-pkg/root/usr/bin/etcd" ETCDCTL="$T/etcd-pkg/root/usr/bin/etcdctl"
   fi
-  ETCD_VERSION=$("$ETCD_BIN" --version | head -1 | awk '{print $3}')
+  # (awk, not head: head exits after one line, and etcd writing its next line into the closed
+  # pipe dies of SIGPIPE, which pipefail and set -e turn into a silent exit of this script.)
+  ETCD_VERSION=$("$ETCD_BIN" --version | awk 'NR == 1 {print $3}')
   if [ "$ETCD_VERSION" != 3.4.23 ]; then
     echo "warning: etcd is $ETCD_VERSION, not 3.4.23" | tee -a "$FAILS"
   fi
@@ -307,8 +310,8 @@ write_meta() {
     echo "kernel=$(uname -sr), $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "disk=data dirs on $(df -h "$T" | awk 'NR == 2 {print $1 " (" $2 ")"}'), client and all 6 members on the same machine"
     echo "etcd=$ETCD_VERSION ($("$ETCD_BIN" --version | grep 'Go Version' | cut -d: -f2 | sed 's/^ *//'), Debian package etcd-server $(dpkg-deb -f "$T"/etcd-pkg/etcd-server*.deb Version 2>/dev/null || echo "? (from $ETCD_DIR)"))"
-    echo "etcdctl=$("$ETCDCTL" version 2>/dev/null | head -1)"
-    echo "kvstore=git $commit$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted change(s) in store/"), $("$T/bin/kvstore" --version 2>/dev/null | head -1)"
+    echo "etcdctl=$("$ETCDCTL" version 2>/dev/null | awk 'NR == 1')"
+    echo "kvstore=git $commit$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted change(s) in store/"), $("$T/bin/kvstore" --version 2>/dev/null | awk 'NR == 1')"
     echo "load generator=kv-bench $("$T/bin/kv-bench" --version | awk '{print $2}'), etcd-client crate $(awk '/^name = "etcd-client"/ {getline; print $3}' Cargo.lock | tr -d '"'), $(rustc --version)"
     echo "method=$ROUNDS round(s), each: a fresh 3-member cluster of each system in turn ($SYSTEMS), every workload for $DURATION s; medians over rounds"
     echo "cluster=3 members on 127.0.0.1, heartbeat 100 ms, election 1000 ms, fsync on every commit (etcd default; kvstore always), fresh data dirs"
