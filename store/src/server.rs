@@ -233,7 +233,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     // Locked first: a second kvstore on this data dir stops here, before it reads anything.
     let lock = crate::data_dir::lock(&dir)?;
     crate::data_dir::prepare(&dir, &lock)?;
-    let log_store = LogStore::open(
+    let mut log_store = LogStore::open(
         &dir,
         crate::raft::wal::WalOptions {
             segment_size: cfg.wal_segment_size,
@@ -259,6 +259,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Server> {
     }
     let ident = identity(&cfg, &dir, &peers).await?;
     write_identity(&dir, &ident)?;
+    log_store.set_member_id(ident.member_id);
     peers.set_cluster_id(ident.cluster_id);
     tracing::info!(
         name = %cfg.name,

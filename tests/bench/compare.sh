@@ -218,6 +218,9 @@ run_bulk() {
     d=$(du -sb "$DATA/m$((i + 1))" | cut -f1)
     [ "$d" -gt "$dmax" ] && dmax=$d
     log "[$sys] m$((i + 1)): VmHWM ${hwm} kB, data dir $d bytes"
+    # Where the bytes are: every file and directory three levels down, in MiB.
+    log "[$sys] m$((i + 1)) data dir: $(cd "$DATA/m$((i + 1))" && du -ab --max-depth=3 . |
+      awk '$1 >= 1048576 {printf "%s %.1f MiB; ", $2, $1 / 1048576}')"
   done
   # Three saves, the median reported: one save's time moves with the disk by ±50 % here.
   local ep=${EPS%%,*} t0 t1 snap_line="" k times=() ok=1

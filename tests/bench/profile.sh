@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Profile kvstore's write path: a fresh 3-member cluster on 127.0.0.1 (same flags as
 # compare.sh), kv-bench put against the leader, and meanwhile `perf record` (cpu-clock, DWARF
-# call graphs) of the leader and of one follower. Prints the put result, the per-member CPU time
-# per put, and the leader's WAL fsync and peer round-trip figures; writes perf data and, when
-# inferno is installed (`cargo install inferno`), folded stacks and flame graphs.
+# call graphs) of the leader and of one follower. Prints the put result, each member's CPU time
+# and thread switches per put, and the leader's WAL fsync and peer round-trip figures; writes
+# perf data and, when inferno is installed (`cargo install inferno`), folded stacks and flame
+# graphs.
 #
 # Usage: tests/bench/profile.sh [OUT_DIR]          (default: a new temp dir)
 # Environment: CLIENTS=64  DURATION=5  KVSTORE=target/release/kvstore
 #              KV_BENCH=target/release/kv-bench  PERF=1 (0: no perf, CPU and metrics only)
+#              PERF_EVENT=cpu-clock (e.g. sched:sched_switch)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,6 +18,8 @@ DURATION=${DURATION:-5}
 KVSTORE=${KVSTORE:-$ROOT/target/release/kvstore}
 KV_BENCH=${KV_BENCH:-$ROOT/target/release/kv-bench}
 PERF=${PERF:-1}
+# What perf samples: CPU time by default; sched:sched_switch shows where threads give up the CPU.
+PERF_EVENT=${PERF_EVENT:-cpu-clock}
 OUT=${1:-$(mktemp -d /tmp/kv-profile.XXXXXX)}
 mkdir -p "$OUT"
 DATA=$(mktemp -d /tmp/kv-profile-data.XXXXXX)
@@ -64,15 +68,18 @@ F=$((L % 3 + 1))
 LEP="127.0.0.1:$((BASE + L - 1))"
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-declare -a C0
-for i in 0 1 2; do C0[i]=$(cpu "${PIDS[$i]}"); done
+# Thread switches of every thread of a process, voluntary and not (threads that ended meanwhile
+# are not counted).
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n}'; }
+declare -a C0 S0
+for i in 0 1 2; do C0[i]=$(cpu "${PIDS[$i]}"); S0[i]=$(switches "${PIDS[$i]}"); done
 F0=$(metric "$LEP" etcd_disk_wal_fsync_duration_seconds_count)
 P0=$(metric "$LEP" etcd_server_proposals_committed_total)
 
 PERF_PIDS=()
 if [ "$PERF" = 1 ]; then
   for r in leader:$L follower:$F; do
-    perf record -F 999 -e cpu-clock --call-graph dwarf,16384 -p "${PIDS[$((${r#*:} - 1))]}" \
+    perf record -F 999 -e "$PERF_EVENT" --call-graph dwarf,16384 -p "${PIDS[$((${r#*:} - 1))]}" \
       -o "$OUT/${r%%:*}.data" -- sleep "$DURATION" >/dev/null 2>&1 &
     PERF_PIDS+=($!)
   done
@@ -86,7 +93,8 @@ for i in 0 1 2; do
   role=follower
   [ $((i + 1)) = "$L" ] && role=leader
   awk -v a="${C0[$i]}" -v b="$(cpu "${PIDS[$i]}")" -v n="$OPS" -v r="$role" -v m=$((i + 1)) \
-    'BEGIN { printf "m%d (%s): %.0f us CPU per put\n", m, r, (b - a) * 10000 / n }'
+    -v s0="${S0[$i]}" -v s1="$(switches "${PIDS[$i]}")" \
+    'BEGIN { printf "m%d (%s): %.0f us CPU and %.1f thread switches per put\n", m, r, (b - a) * 10000 / n, (s1 - s0) / n }'
 done
 F1=$(metric "$LEP" etcd_disk_wal_fsync_duration_seconds_count)
 P1=$(metric "$LEP" etcd_server_proposals_committed_total)

@@ -2,13 +2,16 @@
 //! member), so an append costs one `write` + `fdatasync` of a preallocated segment and never
 //! waits for the state machine.
 //!
-//! One writer thread owns every change to the log. `append` hands its entries to the writer and
+//! A writer thread makes the changes to the log. `append` hands its entries to the writer and
 //! keeps them in an in-memory tail, so they are readable at once (as openraft requires) and
 //! openraft's core never waits for the disk. The writer takes everything queued meanwhile and
 //! writes it with one `fdatasync`, then reports those appends flushed, in order: group commit,
 //! whose batches grow with the load. Truncation, purge and the vote go through the same queue,
 //! so the WAL always holds an ordered prefix of the operations, and their callers wait for them
-//! to be durable.
+//! to be durable. The one exception: a follower's append, when nothing is queued, is written by
+//! the caller itself (see [`LogStore::set_member_id`]); the order holds, as only openraft's core
+//! changes the log, one call at a time. The committed log id is advisory and rides on the next
+//! write, without a queue entry of its own.
 //!
 //! The tail keeps the most recent entries (flushed or not, up to [`TAIL_BYTES`]), so replication
 //! reads of recent entries are served from memory; older ones are read from the WAL.
@@ -21,6 +24,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -50,8 +54,15 @@ enum Op {
     Purge(LogId, Done),
     /// Save the vote.
     Vote(Vote, Done),
-    /// Save the committed log id (advisory: durable with the next durable commit).
-    Committed(Option<LogId>),
+}
+
+/// The committed log id (encoded) waiting for the next write. It is advisory (openraft
+/// re-learns it), so it costs neither a sync nor a wake of the writer of its own; entries up to
+/// it were handed to the log before it was known, so they are written before it or with it.
+type PendingCommitted = Arc<Mutex<Option<Vec<u8>>>>;
+
+fn take_committed(c: &PendingCommitted) -> Option<Vec<u8>> {
+    c.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
 type Done = tokio::sync::oneshot::Sender<std::result::Result<(), String>>;
@@ -146,6 +157,11 @@ pub struct LogStore {
     wal: Arc<Mutex<Wal>>,
     tail: Arc<Mutex<Tail>>,
     writer: std::sync::mpsc::Sender<Op>,
+    /// Operations handed to the writer and not yet done.
+    queued: Arc<AtomicUsize>,
+    committed: PendingCommitted,
+    /// This member's id, once known: entries of another leader are written inline.
+    me: Option<u64>,
     leaders: Leaders,
 }
 
@@ -195,55 +211,58 @@ impl Leaders {
 
 /// Write queued operations in batches, one `fdatasync` per batch where the operations allow
 /// it, then report them done.
-fn writer(wal: Arc<Mutex<Wal>>, tail: Arc<Mutex<Tail>>, rx: std::sync::mpsc::Receiver<Op>) {
-    // The committed log id is advisory (openraft re-learns it): it waits for the next write
-    // that is synced anyway instead of costing a sync of its own.
-    let mut committed: Option<Vec<u8>> = None;
+fn writer(
+    wal: Arc<Mutex<Wal>>,
+    tail: Arc<Mutex<Tail>>,
+    queued: Arc<AtomicUsize>,
+    pending_committed: PendingCommitted,
+    rx: std::sync::mpsc::Receiver<Op>,
+) {
     while let Ok(first) = rx.recv() {
+        // Taken before the queue is drained: every append it may cover was queued before it
+        // was set, so it is in this batch or an earlier one.
+        let committed = take_committed(&pending_committed);
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        for op in &batch {
-            if let Op::Committed(c) = op {
-                committed = Some(encode(c));
-            }
-        }
-        if batch.iter().all(|op| matches!(op, Op::Committed(_))) {
-            continue;
-        }
-        let start = std::time::Instant::now();
+        let n = batch.len();
         let res = {
             let mut wal = wal.lock().unwrap_or_else(|e| e.into_inner());
-            write_batch(&mut wal, &batch, committed.take())
+            write_batch(&mut wal, &batch, committed)
         };
-        crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
-        let last_seq = batch
-            .iter()
-            .filter_map(|op| match op {
-                Op::Append(_, seq, _) => Some(*seq),
-                _ => None,
-            })
-            .next_back();
-        if res.is_ok()
-            && let Some(seq) = last_seq
-        {
-            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-            t.durable_seq = t.durable_seq.max(seq + 1);
-            t.trim();
-        }
-        let err = |e: &Error| e.to_string();
-        for op in batch {
-            match op {
-                Op::Append(_, _, cb) => cb.log_io_completed(
-                    res.as_ref()
-                        .map(|_| ())
-                        .map_err(|e| std::io::Error::other(err(e))),
-                ),
-                Op::Truncate(_, done) | Op::Purge(_, done) | Op::Vote(_, done) => {
-                    let _ = done.send(res.as_ref().map(|_| ()).map_err(err));
-                }
-                Op::Committed(_) => {}
+        complete(&tail, batch, res);
+        queued.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// After `batch` was written with result `res`: mark its appends durable in the tail, then
+/// report every operation done.
+fn complete(tail: &Mutex<Tail>, batch: Vec<Op>, res: Result<()>) {
+    let last_seq = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Append(_, seq, _) => Some(*seq),
+            _ => None,
+        })
+        .next_back();
+    if res.is_ok()
+        && let Some(seq) = last_seq
+    {
+        let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+        t.durable_seq = t.durable_seq.max(seq + 1);
+        t.trim();
+    }
+    let err = |e: &Error| e.to_string();
+    for op in batch {
+        match op {
+            Op::Append(_, _, cb) => cb.log_io_completed(
+                res.as_ref()
+                    .map(|_| ())
+                    .map_err(|e| std::io::Error::other(err(e))),
+            ),
+            Op::Truncate(_, done) | Op::Purge(_, done) | Op::Vote(_, done) => {
+                let _ = done.send(res.as_ref().map(|_| ()).map_err(err));
             }
         }
     }
@@ -252,6 +271,14 @@ fn writer(wal: Arc<Mutex<Wal>>, tail: Arc<Mutex<Tail>>, rx: std::sync::mpsc::Rec
 /// Write a batch in order: runs of appends, votes and the committed log id go in one WAL
 /// append (one `write` + `fdatasync`); a truncation or purge ends a run and is synced itself.
 fn write_batch(wal: &mut Wal, batch: &[Op], committed: Option<Vec<u8>>) -> Result<()> {
+    let start = std::time::Instant::now();
+    let res = write_runs(wal, batch, committed);
+    crate::metrics::observe_since(&crate::metrics::METRICS.wal_fsync, start);
+    res
+}
+
+/// [`write_batch`]'s body.
+fn write_runs(wal: &mut Wal, batch: &[Op], committed: Option<Vec<u8>>) -> Result<()> {
     let mut run: Vec<(Option<u64>, Vec<u8>)> = Vec::new();
     for op in batch {
         match op {
@@ -269,7 +296,6 @@ fn write_batch(wal: &mut Wal, batch: &[Op], committed: Option<Vec<u8>>) -> Resul
                 run.extend(entries.iter().map(|e| (Some(e.log_id.index), encode(e))));
             }
             Op::Vote(vote, _) => run.push((None, encode(vote))),
-            Op::Committed(_) => {}
             Op::Truncate(index, _) => {
                 flush(wal, &mut run, None)?;
                 wal.truncate_from(*index)?;
@@ -332,20 +358,38 @@ impl LogStore {
         }));
         let wal = Arc::new(Mutex::new(wal));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (writer_wal, writer_tail) = (wal.clone(), tail.clone());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let committed = PendingCommitted::default();
+        let (w_wal, w_tail, w_queued, w_committed) =
+            (wal.clone(), tail.clone(), queued.clone(), committed.clone());
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer(writer_wal, writer_tail, rx))?;
+            .spawn(move || writer(w_wal, w_tail, w_queued, w_committed, rx))?;
         let store = LogStore {
             wal,
             tail,
             writer: tx,
+            queued,
+            committed,
+            me: None,
             leaders: Leaders::default(),
         };
         if let Some(vote) = store.vote()? {
             store.leaders.record(&vote);
         }
         Ok(store)
+    }
+
+    /// This member's id: from now on, while the writer is idle, entries of another leader (a
+    /// follower's appends) are written on the caller's thread instead of the writer's.
+    ///
+    /// A follower answers its leader only once the entries are durable, so there the write is
+    /// on the path of every put anyway, and handing it to the writer thread and back costs two
+    /// thread switches per append. A leader's own entries still go to the writer: openraft's
+    /// core waits for `append` to return before it replicates them, and the leader's fsync must
+    /// overlap the followers' round trip, not precede it.
+    pub fn set_member_id(&mut self, me: u64) {
+        self.me = Some(me);
     }
 
     /// Who led in which term, kept up to date as votes are saved.
@@ -399,11 +443,18 @@ impl LogStore {
         }
     }
 
+    /// Hand an operation to the writer.
+    fn queue(&self, op: Op) -> std::result::Result<(), std::sync::mpsc::SendError<Op>> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.writer.send(op).inspect_err(|_| {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
     /// Queue an operation and wait until it is durable.
     async fn write_and_wait(&self, make: impl FnOnce(Done) -> Op) -> Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(make(tx))
+        self.queue(make(tx))
             .map_err(|_| Error::Io(std::io::Error::other("raft log writer stopped")))?;
         rx.await
             .map_err(|_| Error::Io(std::io::Error::other("raft log writer stopped")))?
@@ -524,11 +575,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Advisory (openraft re-learns it): written with the writer's next synced write.
-        self.writer
-            .send(Op::Committed(committed))
-            .map_err(|_| std::io::Error::other("raft log writer stopped"))
-            .map_err(|e| sto_err(StorageIOError::write, e))
+        *self.committed.lock().unwrap_or_else(|e| e.into_inner()) = Some(encode(&committed));
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -568,8 +616,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in &entries {
             t.push(e.clone(), entry_size(e), seq);
         }
+        let from_other_leader = self.me.is_some()
+            && entries
+                .first()
+                .is_some_and(|e| Some(e.log_id.leader_id.node_id) != self.me);
+        // Only openraft's core changes the log, one call at a time, so with nothing queued
+        // nothing can be queued before this append is written: the order holds.
+        if from_other_leader && self.queued.load(Ordering::Acquire) == 0 {
+            drop(t);
+            let op = Op::Append(entries, seq, callback);
+            let committed = take_committed(&self.committed);
+            let res = write_batch(&mut self.wal(), std::slice::from_ref(&op), committed);
+            complete(&self.tail, vec![op], res);
+            return Ok(());
+        }
         // Sent under the tail's lock: the writer sees appends in sequence order.
-        let sent = self.writer.send(Op::Append(entries, seq, callback));
+        let sent = self.queue(Op::Append(entries, seq, callback));
         drop(t);
         if let Err(e) = sent {
             let Op::Append(_, _, callback) = e.0 else {

@@ -96,12 +96,19 @@ mod suite {
     use super::state_machine::{SmShared, StateMachine};
     use super::{TypeConfig, typ::StorageError};
 
-    struct Builder;
+    /// Stores as a member builds them; `member_id`, when set, makes every entry of the suite
+    /// another leader's, so appends are written inline as a follower's are.
+    struct Builder {
+        member_id: Option<u64>,
+    }
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
-            let log = LogStore::open(dir.path(), Default::default()).expect("log store");
+            let mut log = LogStore::open(dir.path(), Default::default()).expect("log store");
+            if let Some(id) = self.member_id {
+                log.set_member_id(id);
+            }
             let sm = SmShared::open(dir.path()).expect("state machine");
             Ok((dir, log, StateMachine::new(sm)))
         }
@@ -110,7 +117,19 @@ mod suite {
     #[test]
     fn openraft_storage_suite() {
         let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        if let Err(e) = Suite::test_all(Builder) {
+        if let Err(e) = Suite::test_all(Builder { member_id: None }) {
+            panic!("storage suite failed: {e}");
+        }
+    }
+
+    /// The suite again with every append written on the caller's thread (the suite's entries
+    /// name leaders 0 to 3, never this member).
+    #[test]
+    fn openraft_storage_suite_with_follower_appends_inline() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        if let Err(e) = Suite::test_all(Builder {
+            member_id: Some(u64::MAX),
+        }) {
             panic!("storage suite failed: {e}");
         }
     }

@@ -259,7 +259,32 @@ impl Cluster {
             m.start();
         }
         c.wait_ready(Duration::from_secs(30)).await;
+        c.wait_published(Duration::from_secs(30)).await;
         c
+    }
+
+    /// Wait until every running member lists every member with its client URLs: each member
+    /// publishes them through Raft shortly after it starts (etcd serves clients only once it
+    /// has), so until then a member list may show a member without them.
+    pub async fn wait_published(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let n = self.members.len();
+        for url in self.live_urls() {
+            loop {
+                if let Ok(mut c) = client(&url).await
+                    && let Ok(ml) = c.member_list().await
+                    && ml.members().len() == n
+                    && ml.members().iter().all(|m| !m.client_urls().is_empty())
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{url} does not list every member with client URLs"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// A new member (not started) that will join this cluster.
