@@ -123,6 +123,8 @@ pub struct Metrics {
     pub peer_sent_bytes: Family<ToLabel, Counter>,
     /// etcd_network_peer_sent_failures_total.
     pub peer_sent_failures: Family<ToLabel, Counter>,
+    /// kvstore_network_peer_append_streams_opened_total.
+    pub peer_append_streams: Family<ToLabel, Counter>,
     /// grpc_server_started_total.
     pub grpc_started: Family<GrpcLabels, Counter>,
     /// grpc_server_handled_total.
@@ -182,6 +184,7 @@ impl Metrics {
             peer_rtt: Family::new_with_constructor(|| hist(0.0001, 16)),
             peer_sent_bytes: Family::default(),
             peer_sent_failures: Family::default(),
+            peer_append_streams: Family::default(),
             grpc_started: Family::default(),
             grpc_handled: Family::default(),
             grpc_received: Family::default(),
@@ -333,6 +336,11 @@ impl Metrics {
             "etcd_network_peer_sent_failures",
             "The total number of send failures from peers",
             m.peer_sent_failures.clone(),
+        );
+        r.register(
+            "kvstore_network_peer_append_streams_opened",
+            "AppendEntries streams opened to each peer (one lasts until it fails)",
+            m.peer_append_streams.clone(),
         );
         r.register(
             "grpc_server_started",

@@ -253,11 +253,24 @@ impl NetworkFactory {
     }
 }
 
-/// A connection to one peer, as openraft uses it.
+/// A connection to one peer, as openraft uses it: AppendEntries go over one long-lived
+/// stream (see [`AppendStream`]), votes and snapshot chunks as unary calls.
 pub struct PeerConn {
     peers: Peers,
     target: u64,
     url: String,
+    stream: Option<AppendStream>,
+    /// The peer answered that it has no append stream (an older release): unary calls only.
+    unary_only: bool,
+}
+
+/// An open `AppendStream` call: requests go in through `tx`, replies come back in order.
+struct AppendStream {
+    tx: tokio::sync::mpsc::Sender<RaftMessage>,
+    rx: tonic::Streaming<RaftMessage>,
+    /// A request was sent and its reply not read: the call was given up half way (openraft
+    /// dropped it at a timeout), so the next reply on this stream is that request's.
+    waiting: bool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -268,6 +281,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             peers: self.peers.clone(),
             target,
             url: node.peer_urls.first().cloned().unwrap_or_default(),
+            stream: None,
+            unary_only: false,
         }
     }
 }
@@ -281,7 +296,7 @@ enum Rpc {
 
 impl PeerConn {
     async fn call<Req, Resp, E>(
-        &self,
+        &mut self,
         rpc: Rpc,
         req: &Req,
         option: &RPCOption,
@@ -291,23 +306,30 @@ impl PeerConn {
         Resp: for<'de> Deserialize<'de>,
         E: std::error::Error + for<'de> Deserialize<'de>,
     {
-        let mut client = self
-            .peers
-            .client(&self.url)
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
         let msg = self.peers.message(req);
         let to = crate::metrics::ToLabel(format!("{:x}", self.target));
         let m = &crate::metrics::METRICS;
         m.peer_sent_bytes
             .get_or_create(&to)
             .inc_by(msg.payload.len() as u64);
-        let mut request = tonic::Request::new(msg);
-        request.set_timeout(option.hard_ttl());
         let start = std::time::Instant::now();
         let res = match rpc {
-            Rpc::Append => client.append_entries(request).await,
-            Rpc::Vote => client.vote(request).await,
-            Rpc::Snapshot => client.install_snapshot(request).await,
+            Rpc::Append if !self.unary_only => {
+                let deadline = tokio::time::Instant::now() + option.hard_ttl();
+                match self.open_stream(deadline).await {
+                    Ok(()) => self.on_stream(msg, deadline).await,
+                    Err(status) if status.code() == tonic::Code::Unimplemented => {
+                        tracing::info!(
+                            peer = %format!("{:x}", self.target),
+                            "peer has no append stream (an older release): unary AppendEntries"
+                        );
+                        self.unary_only = true;
+                        self.unary(rpc, msg, option.hard_ttl()).await
+                    }
+                    Err(status) => Err(status),
+                }
+            }
+            _ => self.unary(rpc, msg, option.hard_ttl()).await,
         };
         match &res {
             Ok(_) => m
@@ -319,7 +341,7 @@ impl PeerConn {
             }
         }
         let resp = match res {
-            Ok(r) => r.into_inner(),
+            Ok(r) => r,
             Err(status) => {
                 let err = std::io::Error::other(status.to_string());
                 return Err(match status.code() {
@@ -334,6 +356,101 @@ impl PeerConn {
         let out: Result<Resp, RaftError<E>> = decode("raft response", &resp.payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         out.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// One unary call.
+    async fn unary(
+        &self,
+        rpc: Rpc,
+        msg: RaftMessage,
+        timeout: Duration,
+    ) -> Result<RaftMessage, tonic::Status> {
+        let mut client = self
+            .peers
+            .client(&self.url)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut request = tonic::Request::new(msg);
+        request.set_timeout(timeout);
+        let res = match rpc {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        res.map(tonic::Response::into_inner)
+    }
+
+    /// Open the append stream unless one is open and usable.
+    async fn open_stream(&mut self, deadline: tokio::time::Instant) -> Result<(), tonic::Status> {
+        if let Some(s) = self.stream.as_mut()
+            && s.waiting
+        {
+            // The last call was given up (openraft's own timeout dropped it) before its reply
+            // came: the peer answers in order, so read that reply and drop it. Opening a new
+            // stream instead would not be faster, as the peer is still busy with that request.
+            match tokio::time::timeout_at(deadline, s.rx.message()).await {
+                Ok(Ok(Some(_))) => s.waiting = false,
+                other => {
+                    tracing::debug!(peer = %format!("{:x}", self.target), result = ?other.map(|r| r.map(|_| ())), "append stream closed after a call given up");
+                    self.stream = None;
+                }
+            }
+        }
+        if self.stream.is_some() {
+            return Ok(());
+        }
+        let mut client = self
+            .peers
+            .client(&self.url)
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let call = client.append_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let replies = tokio::time::timeout_at(deadline, call)
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("opening the append stream timed out"))??
+            .into_inner();
+        self.stream = Some(AppendStream {
+            tx,
+            rx: replies,
+            waiting: false,
+        });
+        tracing::debug!(peer = %format!("{:x}", self.target), "append stream opened");
+        crate::metrics::METRICS
+            .peer_append_streams
+            .get_or_create(&crate::metrics::ToLabel(format!("{:x}", self.target)))
+            .inc();
+        Ok(())
+    }
+
+    /// One request and its reply on the open append stream. Any failure closes the stream;
+    /// the next call opens a new one.
+    async fn on_stream(
+        &mut self,
+        msg: RaftMessage,
+        deadline: tokio::time::Instant,
+    ) -> Result<RaftMessage, tonic::Status> {
+        let Some(s) = self.stream.as_mut() else {
+            return Err(tonic::Status::unavailable("no append stream"));
+        };
+        s.waiting = true;
+        let exchange = async {
+            s.tx.send(msg)
+                .await
+                .map_err(|_| tonic::Status::unavailable("append stream closed"))?;
+            s.rx.message()
+                .await?
+                .ok_or_else(|| tonic::Status::unavailable("append stream ended by the peer"))
+        };
+        let res = tokio::time::timeout_at(deadline, exchange)
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("append timed out")));
+        match &res {
+            Ok(_) => s.waiting = false,
+            Err(e) => {
+                tracing::debug!(peer = %format!("{:x}", self.target), error = %e, "append stream closed");
+                self.stream = None;
+            }
+        }
+        res
     }
 }
 

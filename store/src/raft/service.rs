@@ -1,11 +1,14 @@
 //! The peer-port gRPC service: Raft RPCs from other members, and the calls followers make to
 //! the leader. Requests from another cluster (a different cluster id) are refused.
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
+
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::network::MemberOp;
 use super::prevote::{LeaderContact, PreVote, grant};
@@ -76,13 +79,9 @@ fn payload<T: for<'de> serde::Deserialize<'de>>(msg: &RaftMessage) -> Result<T, 
     decode("peer request", &msg.payload).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-#[tonic::async_trait]
-impl RaftPeer for PeerService {
-    async fn append_entries(
-        &self,
-        req: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        let msg = req.into_inner();
+impl PeerService {
+    /// Handle one AppendEntries message (unary or on a stream).
+    async fn append(&self, msg: RaftMessage) -> Result<RaftMessage, Status> {
         self.check(&msg)?;
         let rpc: AppendEntriesRequest<TypeConfig> = payload(&msg)?;
         // The leader this member follows (or a newer one) is heard when its message arrives,
@@ -97,7 +96,47 @@ impl RaftPeer for PeerService {
         {
             self.contact.touch();
         }
-        reply(&res)
+        Ok(RaftMessage {
+            cluster_id: 0,
+            payload: encode(&res),
+        })
+    }
+}
+
+/// Responses of an append stream, in the order of its requests.
+type AppendReplies = Pin<Box<dyn Stream<Item = Result<RaftMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        self.append(req.into_inner()).await.map(Response::new)
+    }
+
+    type AppendStreamStream = AppendReplies;
+
+    async fn append_stream(
+        &self,
+        req: Request<Streaming<RaftMessage>>,
+    ) -> Result<Response<AppendReplies>, Status> {
+        // Each request is handled when the response stream is polled for its reply, so the
+        // stream needs no task of its own, and one stream's requests never overlap. The first
+        // error (a refused request, a broken stream) ends it; the leader opens a new one.
+        let svc = self.clone();
+        let replies = req
+            .into_inner()
+            .then(move |msg| {
+                let svc = svc.clone();
+                async move { svc.append(msg?).await }
+            })
+            .scan(false, |failed, r| {
+                let end = *failed;
+                *failed = r.is_err();
+                futures::future::ready((!end).then_some(r))
+            });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

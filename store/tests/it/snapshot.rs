@@ -16,7 +16,17 @@ async fn lagging_member_catches_up_via_snapshot() {
     let mut cluster = Cluster::start_with(3, &["--snapshot-count", "100"]).await;
     let leader = cluster.leader().await;
     let down = (leader + 1) % 3;
+    let live = (leader + 2) % 3;
+    let live_id = member_id(&cluster.members[live].client_url()).await;
+    let streams_to_live = |metrics: &str| {
+        labeled(
+            metrics,
+            "kvstore_network_peer_append_streams_opened_total",
+            &live_id,
+        )
+    };
     cluster.members[down].kill();
+    let streams_before = streams_to_live(&curl_metrics(&cluster.members[leader].client_url()));
     let mut c = client(&cluster.members[leader].client_url()).await.unwrap();
     for i in 0..700 {
         c.put(format!("snap/{i:04}"), format!("v{i}"), None)
@@ -25,6 +35,14 @@ async fn lagging_member_catches_up_via_snapshot() {
     }
     // The leader has snapshotted and purged its log beyond what the stopped member has.
     let metrics = curl_metrics(&cluster.members[leader].client_url());
+    // The 700 puts reached the live follower over the append stream already open (at most one
+    // more, should openraft have restarted replication once).
+    let streams = streams_to_live(&metrics);
+    assert!(
+        streams_before >= 1.0 && streams - streams_before <= 1.0,
+        "append streams opened to the live follower: {streams_before} before the puts, \
+         {streams} after"
+    );
     let purged = metric(&metrics, "kvstore_raft_purged_index");
     let snap = metric(&metrics, "kvstore_raft_snapshot_index");
     assert!(
@@ -89,6 +107,22 @@ fn curl_metrics(url: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The value of `name{To="<to>"}`.
+fn labeled(text: &str, name: &str, to: &str) -> f64 {
+    let series = format!("{name}{{To=\"{to}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The member id (hex, as metric labels spell it) of the member at `url`.
+async fn member_id(url: &str) -> String {
+    let mut c = client(url).await.unwrap();
+    let id = c.status().await.unwrap().header().unwrap().member_id();
+    format!("{id:x}")
 }
 
 fn metric(text: &str, name: &str) -> f64 {
