@@ -312,7 +312,7 @@ write_meta() {
     echo "machine=$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) memory"
     echo "kernel=$(uname -sr), $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "disk=data dirs on $(df -h "$T" | awk 'NR == 2 {print $1 " (" $2 ")"}'), client and all 6 members on the same machine"
-    echo "etcd=$ETCD_VERSION ($("$ETCD_BIN" --version | grep 'Go Version' | cut -d: -f2 | sed 's/^ *//'), Debian package etcd-server $(dpkg-deb -f "$T"/etcd-pkg/etcd-server*.deb Version 2>/dev/null || echo "? (from $ETCD_DIR)"))"
+    echo "etcd=$ETCD_VERSION ($("$ETCD_BIN" --version | grep 'Go Version' | cut -d: -f2 | sed 's/^ *//'), Debian package etcd-server $(dpkg-deb -f "$T"/etcd-pkg/etcd-server*.deb Version 2>/dev/null || echo "? (ETCD_DIR: extracted beforehand)"))"
     echo "etcdctl=$("$ETCDCTL" version 2>/dev/null | awk 'NR == 1')"
     echo "kvstore=git $commit$([ "$dirty" -gt 0 ] && echo " + $dirty uncommitted change(s) in store/"), $("$T/bin/kvstore" --version 2>/dev/null | awk 'NR == 1')"
     echo "load generator=kv-bench $("$T/bin/kv-bench" --version | awk '{print $2}'), etcd-client crate $(awk '/^name = "etcd-client"/ {getline; print $3}' Cargo.lock | tr -d '"'), $(rustc --version)"
