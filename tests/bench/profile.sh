@@ -99,7 +99,11 @@ done
 F1=$(metric "$LEP" etcd_disk_wal_fsync_duration_seconds_count)
 P1=$(metric "$LEP" etcd_server_proposals_committed_total)
 echo "leader: $((P1 - P0)) entries committed, $((F1 - F0)) log fsyncs"
-curl -s "http://$LEP/metrics" | grep -E '^etcd_(disk_wal_fsync_duration|disk_backend_commit_duration|network_peer_round_trip_time)_seconds_(sum|count)'
+curl -s "http://$LEP/metrics" >"$OUT/leader.metrics"
+grep -E '^etcd_(disk_wal_fsync_duration|disk_backend_commit_duration|network_peer_round_trip_time)_seconds_(sum|count)' "$OUT/leader.metrics"
+# The state machine's commits by duration (cumulative buckets), to see stalls in the tail.
+grep -E '^etcd_disk_backend_commit_duration_seconds_bucket' "$OUT/leader.metrics" |
+  awk '{printf "%s ", $0} END {print ""}' | sed -E 's/etcd_disk_backend_commit_duration_seconds_bucket//g'
 
 if [ "$PERF" = 1 ] && command -v inferno-collapse-perf >/dev/null; then
   for r in leader follower; do
