@@ -39,7 +39,7 @@ const WAL: &str = "/member/wal";
 const STATE: &str = "/member/state.redb";
 
 /// Live keys: key → (value, mod revision).
-type Kvs = BTreeMap<Vec<u8>, (Vec<u8>, i64)>;
+pub(super) type Kvs = BTreeMap<Vec<u8>, (Vec<u8>, i64)>;
 
 /// The payload of entry `index`: two puts, so that half an entry would show.
 fn entry(index: u64) -> Entry {
@@ -102,7 +102,8 @@ fn applied(sm: &SmShared) -> Result<u64, String> {
     Ok(last.map_or(0, |l| l.index))
 }
 
-fn contents(sm: &SmShared) -> Result<Kvs, String> {
+/// key → (value, mod revision) of every live key.
+pub(super) fn contents(sm: &SmShared) -> Result<Kvs, String> {
     let txn = sm.read().map_err(|e| e.to_string())?;
     let table = txn.open_table(KV_LATEST).map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();

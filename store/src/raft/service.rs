@@ -68,11 +68,16 @@ impl PeerService {
     }
 }
 
-fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
-    Ok(Response::new(RaftMessage {
+/// A reply message holding `v`.
+fn message<T: serde::Serialize>(v: &T) -> RaftMessage {
+    RaftMessage {
         cluster_id: 0,
         payload: encode(v),
-    }))
+    }
+}
+
+fn reply<T: serde::Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
+    Ok(Response::new(message(v)))
 }
 
 fn payload<T: for<'de> serde::Deserialize<'de>>(msg: &RaftMessage) -> Result<T, Status> {
@@ -96,10 +101,7 @@ impl PeerService {
         {
             self.contact.touch();
         }
-        Ok(RaftMessage {
-            cluster_id: 0,
-            payload: encode(&res),
-        })
+        Ok(message(&res))
     }
 }
 

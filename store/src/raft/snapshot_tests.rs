@@ -2,19 +2,17 @@
 //! state it was taken at (not the state when it is read), installs on another member, leaves no
 //! file behind, and the files earlier releases kept are removed at open.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, RaftSnapshotBuilder};
-use redb::ReadableTable;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::command::Command;
+use super::power_loss_tests::{self, Kvs};
 use super::state_machine::{SmShared, StateMachine};
 use super::typ::{Entry, LogId};
-use crate::mvcc::tables::{KV_LATEST, decode_kv};
 use crate::pb::etcdserverpb::PutRequest;
 
 fn entry(index: u64) -> Entry {
@@ -33,17 +31,8 @@ fn apply(sm: &SmShared, range: std::ops::RangeInclusive<u64>) {
 }
 
 /// key → (value, mod revision) of every live key.
-fn contents(sm: &SmShared) -> BTreeMap<Vec<u8>, (Vec<u8>, i64)> {
-    let txn = sm.read().unwrap();
-    let table = txn.open_table(KV_LATEST).unwrap();
-    table
-        .iter()
-        .unwrap()
-        .map(|item| {
-            let kv = decode_kv(item.unwrap().1.value()).unwrap();
-            (kv.key, (kv.value, kv.mod_revision))
-        })
-        .collect()
+fn contents(sm: &SmShared) -> Kvs {
+    power_loss_tests::contents(sm).unwrap()
 }
 
 /// Files (of any kind) directly in `dir`.

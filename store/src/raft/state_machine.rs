@@ -298,7 +298,12 @@ impl SmShared {
     /// after the last durable commit are applied again at start).
     pub fn flush(&self) -> Result<()> {
         let _writing = self.other_writer();
-        let mut txn = self.db().begin_write()?;
+        self.commit_durably(self.db().begin_write()?)
+    }
+
+    /// Commit `txn` durably (and with it every earlier commit), and restart the
+    /// [`DURABLE_EVERY`] clock.
+    fn commit_durably(&self, mut txn: WriteTransaction) -> Result<()> {
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         *self.last_durable.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
@@ -408,12 +413,10 @@ impl SmShared {
     pub(super) fn snapshot_blocking(&self) -> Result<(SnapshotMeta, ReadTransaction)> {
         let _writing = self.other_writer();
         let db = self.db();
-        let mut txn = db.begin_write()?;
+        let txn = db.begin_write()?;
         let read = db.begin_read()?;
         let (last, membership) = applied_in(&read)?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.commit()?;
-        *self.last_durable.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        self.commit_durably(txn)?;
         let (term, index) = last.map_or((0, 0), |l| (l.leader_id.term, l.index));
         let meta = SnapshotMeta {
             last_log_id: last,
